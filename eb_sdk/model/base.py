@@ -21,15 +21,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     PlainSerializer,
-    SerializeAsAny,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, PydanticCustomError
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from .kinds import canonical_kind, is_kind_like, lookup_kind, register_kind
 from .times import (
@@ -78,7 +78,7 @@ class KindModel(EBModel):
     KIND: ClassVar[str] = ""
     GROUP: ClassVar[str] = ""
 
-    kind: str = Field(description="The kind URI that says what this component is.")
+    kind: str = Field(default="", description="The kind URI that says what this component is.")
 
     def __init__(self, **data: Any) -> None:
         if "kind" not in data and self.KIND:
@@ -109,7 +109,6 @@ class KindModel(EBModel):
             data["kind"] = cls.KIND
         return data
 
-
     @classmethod
     def dispatch(cls: type[KM], data: Any) -> KM:
         """Validate ``data`` as the registered subclass its ``kind`` names (polymorphic read).
@@ -117,9 +116,7 @@ class KindModel(EBModel):
         ``AbstractUpdate.dispatch({"kind": "uri:enum-value-update", ...})`` gives an
         ``EnumValueUpdate``; an unknown kind gives the group's ``Unknown*`` class.
         """
-        unknown = next(
-            (sub for sub in _subclasses(cls) if getattr(sub, "is_unknown", False)), cls
-        )
+        unknown = next((sub for sub in _subclasses(cls) if getattr(sub, "is_unknown", False)), cls)
         result: KM = _dispatcher(cls.GROUP, cls, unknown)(data)
         return result
 
@@ -128,8 +125,8 @@ KM = TypeVar("KM", bound=KindModel)
 K = TypeVar("K", bound=type[KindModel])
 
 
-def _subclasses(cls: type) -> list[type]:
-    out = []
+def _subclasses(cls: type[KindModel]) -> list[type[KindModel]]:
+    out: list[type[KindModel]] = []
     for sub in cls.__subclasses__():
         out.append(sub)
         out.extend(_subclasses(sub))
@@ -161,7 +158,11 @@ def _dispatcher(group: str, base: type[KindModel], unknown: type[KindModel]) -> 
                 "eb_component", f"expected an object with a 'kind' for {group}"
             )
         data = dict(value)
-        if "kind" not in data and is_kind_like(data.get("type")) and group not in {"costs", "metrics"}:
+        if (
+            "kind" not in data
+            and is_kind_like(data.get("type"))
+            and group not in {"costs", "metrics"}
+        ):
             data["kind"] = data.pop("type")
         raw_kind = data.get("kind")
         if not isinstance(raw_kind, str) or not raw_kind.strip():
@@ -180,34 +181,35 @@ def _dispatcher(group: str, base: type[KindModel], unknown: type[KindModel]) -> 
             else:
                 detail = str(exc)
             raise PydanticCustomError(
-                "eb_component", "{group} ({kind}): {detail}",
+                "eb_component",
+                "{group} ({kind}): {detail}",
                 {"group": group, "kind": raw_kind, "detail": detail},
             ) from None
 
     return dispatch
 
 
-class PolySchema:
-    """Marks a polymorphic slot in the JSON schema so the OpenAPI builder can expand it."""
+class Dispatch:
+    """``Annotated`` marker of a polymorphic slot: validate by ``kind``, expand in OpenAPI.
 
-    def __init__(self, group: str) -> None:
+    Use as ``Annotated[SerializeAsAny[Base], Dispatch("group", Base, UnknownBase)]``:
+    ``SerializeAsAny`` makes the runtime subclass's fields serialise, this marker dispatches
+    input by its ``kind`` and tags the JSON schema so the OpenAPI builder can list every kind.
+    """
+
+    def __init__(self, group: str, base: type[KindModel], unknown: type[KindModel]) -> None:
         self.group = group
+        self.validate = _dispatcher(group, base, unknown)
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_before_validator_function(self.validate, handler(source))
 
     def __get_pydantic_json_schema__(
         self, schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        json_schema = handler(schema)
-        json_schema = handler.resolve_ref_schema(json_schema) if "$ref" not in json_schema else json_schema
-        return {**json_schema, "x-jeb-polymorphic": self.group}
-
-
-def poly(group: str, base: type[KindModel], unknown: type[KindModel]) -> Any:
-    """The annotated type of a polymorphic slot (see module docstring)."""
-    return Annotated[
-        SerializeAsAny[base],  # type: ignore[valid-type]
-        BeforeValidator(_dispatcher(group, base, unknown)),
-        PolySchema(group),
-    ]
+        return {**handler(schema), "x-jeb-polymorphic": self.group}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializeAsAny, model_validator
 
-from .base import Duration, EBModel, Instant, IntervalField, KindModel, UnknownMixin, kind, poly
+from .base import Dispatch, Duration, EBModel, Instant, IntervalField, KindModel, UnknownMixin, kind
 from .messages import MessageItem
 
 
@@ -134,7 +134,9 @@ class IntegerDeltaOption(AbstractOption):
     units: str | None = None
 
 
-Option = poly("option", AbstractOption, UnknownOption)
+Option = Annotated[
+    SerializeAsAny[AbstractOption], Dispatch("option", AbstractOption, UnknownOption)
+]
 
 
 class AbstractUpdate(KindModel):
@@ -179,7 +181,9 @@ class IntegerDeltaUpdate(AbstractUpdate):
     units: str | None = None
 
 
-Update = poly("update", AbstractUpdate, UnknownUpdate)
+Update = Annotated[
+    SerializeAsAny[AbstractUpdate], Dispatch("update", AbstractUpdate, UnknownUpdate)
+]
 
 
 class ComponentMetadata(EBModel):

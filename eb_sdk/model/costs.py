@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import Field
+from pydantic import Field, SerializeAsAny
 
-from .base import EBModel, KindModel, UnknownMixin, kind, poly
+from .base import Dispatch, EBModel, KindModel, UnknownMixin, kind
 from .components import ComponentMetadata
 from .kinds import ivoa_kind
 
@@ -36,7 +36,9 @@ class SimpleMinMaxFloatCost(AbstractCostItem):
     max: float | None = Field(default=None, allow_inf_nan=False)
 
 
-CostItem = poly("costs", AbstractCostItem, UnknownCostItem)
+CostItem = Annotated[
+    SerializeAsAny[AbstractCostItem], Dispatch("costs", AbstractCostItem, UnknownCostItem)
+]
 
 
 class AbstractMetricItem(KindModel):
@@ -64,7 +66,9 @@ class SimpleMinMaxFloatMetric(AbstractMetricItem):
     max: float | None = Field(default=None, allow_inf_nan=False)
 
 
-MetricItem = poly("metrics", AbstractMetricItem, UnknownMetricItem)
+MetricItem = Annotated[
+    SerializeAsAny[AbstractMetricItem], Dispatch("metrics", AbstractMetricItem, UnknownMetricItem)
+]
 
 
 class ComponentFields(EBModel):
@@ -77,4 +81,3 @@ class ComponentFields(EBModel):
 
 class ComponentBase(ComponentFields, KindModel):
     """``AbstractComponent``: a kind URI plus metadata, costs and metrics."""
-

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, SerializeAsAny
 
-from .base import EBModel, NameValueMap, UnknownMixin, kind, poly
+from .base import Dispatch, EBModel, NameValueMap, UnknownMixin, kind
 from .components import LifecycleMixin
 from .costs import ComponentBase
 from .kinds import ivoa_kind, jeb_kind
@@ -108,4 +108,7 @@ class JupyterServer(AbstractExecutable):
     root_dir: str | None = Field(default=None, description="The server's root directory.")
 
 
-Executable = poly("executable", AbstractExecutable, UnknownExecutable)
+Executable = Annotated[
+    SerializeAsAny[AbstractExecutable],
+    Dispatch("executable", AbstractExecutable, UnknownExecutable),
+]

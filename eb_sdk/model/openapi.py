@@ -63,9 +63,7 @@ def component_schemas() -> dict[str, Any]:
     kinds_by_group = {group: registered_kinds(group) for group in _POLY_GROUPS}
     for registered in kinds_by_group.values():
         classes.extend(cls for cls in registered.values() if cls not in classes)
-    _, top = models_json_schema(
-        [(cls, "validation") for cls in classes], ref_template=REF
-    )
+    _, top = models_json_schema([(cls, "validation") for cls in classes], ref_template=REF)
     schemas: dict[str, Any] = top.get("$defs", {})
 
     group_refs: dict[str, dict[str, Any]] = {}
@@ -112,7 +110,10 @@ _UUID_PARAM = {
 
 def build_openapi(server_url: str = "/", title: str = "Execution Broker") -> dict[str, Any]:
     """The OpenAPI 3.1 document a broker serves at ``/openapi.json``."""
-    session_list = {"type": "array", "items": {"$ref": REF.format(model="AbstractExecutionSession")}}
+    session_list = {
+        "type": "array",
+        "items": {"$ref": REF.format(model="AbstractExecutionSession")},
+    }
     health = {
         "type": "object",
         "required": ["status"],
@@ -132,7 +133,10 @@ def build_openapi(server_url: str = "/", title: str = "Execution Broker") -> dic
                         "headers": {"Location": {"required": True, "schema": {"type": "string"}}},
                         "content": _content("OfferSetResponse"),
                     },
-                    "200": {"description": "The offer set.", "content": _content("OfferSetResponse")},
+                    "200": {
+                        "description": "The offer set.",
+                        "content": _content("OfferSetResponse"),
+                    },
                     **_ERRORS,
                 },
             }
@@ -142,7 +146,10 @@ def build_openapi(server_url: str = "/", title: str = "Execution Broker") -> dic
                 "operationId": "OfferSetSelect",
                 "parameters": [_UUID_PARAM],
                 "responses": {
-                    "200": {"description": "The offer set.", "content": _content("OfferSetResponse")},
+                    "200": {
+                        "description": "The offer set.",
+                        "content": _content("OfferSetResponse"),
+                    },
                     "401": _ERRORS["401"],
                     "404": _error("No such offer set (or not yours)."),
                 },
@@ -159,7 +166,10 @@ def build_openapi(server_url: str = "/", title: str = "Execution Broker") -> dic
                         "headers": {"Location": {"required": True, "schema": {"type": "string"}}},
                         "content": _content("AbstractExecutionSession"),
                     },
-                    "200": {"description": "The session.", "content": _content("AbstractExecutionSession")},
+                    "200": {
+                        "description": "The session.",
+                        "content": _content("AbstractExecutionSession"),
+                    },
                     "409": _error("No offer could be made or booked; the messages say why."),
                     **_ERRORS,
                 },
@@ -193,7 +203,10 @@ def build_openapi(server_url: str = "/", title: str = "Execution Broker") -> dic
                 "operationId": "SessionSelect",
                 "parameters": [_UUID_PARAM],
                 "responses": {
-                    "200": {"description": "The session.", "content": _content("AbstractExecutionSession")},
+                    "200": {
+                        "description": "The session.",
+                        "content": _content("AbstractExecutionSession"),
+                    },
                     "401": _ERRORS["401"],
                     "404": _error("No such session (or not yours)."),
                 },
@@ -203,7 +216,10 @@ def build_openapi(server_url: str = "/", title: str = "Execution Broker") -> dic
                 "parameters": [_UUID_PARAM],
                 "requestBody": {"required": True, "content": _content("AbstractUpdate")},
                 "responses": {
-                    "200": {"description": "The updated session.", "content": _content("AbstractExecutionSession")},
+                    "200": {
+                        "description": "The updated session.",
+                        "content": _content("AbstractExecutionSession"),
+                    },
                     **_ERRORS,
                     "404": _error("No such session (or not yours)."),
                     "409": _error("The update is not allowed in the session's phase."),
@@ -215,7 +231,9 @@ def build_openapi(server_url: str = "/", title: str = "Execution Broker") -> dic
                 "operationId": "Capabilities",
                 "summary": "What this broker can run: what a form needs to know.",
                 "security": [],
-                "responses": {"200": {"description": "Capabilities.", "content": _content("Capabilities")}},
+                "responses": {
+                    "200": {"description": "Capabilities.", "content": _content("Capabilities")}
+                },
             }
         },
         "/health": {

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import Field
+from pydantic import Field, SerializeAsAny
 
-from .base import EBModel, MinMax, UnknownMixin, kind, poly
+from .base import Dispatch, EBModel, MinMax, UnknownMixin, kind
 from .components import LifecycleMixin
 from .costs import ComponentBase
 from .kinds import ivoa_kind
@@ -39,7 +39,9 @@ class SimpleVolumeMount(AbstractVolumeMount):
     resource: str | None = None
 
 
-VolumeMount = poly("volume", AbstractVolumeMount, UnknownVolumeMount)
+VolumeMount = Annotated[
+    SerializeAsAny[AbstractVolumeMount], Dispatch("volume", AbstractVolumeMount, UnknownVolumeMount)
+]
 
 # ---------------------------------------------------------------------------------------------
 # Compute
@@ -91,7 +93,10 @@ class SimpleComputeResource(AbstractComputeResource):
     accelerators: list[Accelerator] | None = Field(default=None, alias="jeb:accelerators")
 
 
-ComputeResource = poly("compute", AbstractComputeResource, UnknownComputeResource)
+ComputeResource = Annotated[
+    SerializeAsAny[AbstractComputeResource],
+    Dispatch("compute", AbstractComputeResource, UnknownComputeResource),
+]
 
 # ---------------------------------------------------------------------------------------------
 # Storage
@@ -114,7 +119,10 @@ class SimpleStorageResource(AbstractStorageResource):
     size: MinMax | None = None
 
 
-StorageResource = poly("storage", AbstractStorageResource, UnknownStorageResource)
+StorageResource = Annotated[
+    SerializeAsAny[AbstractStorageResource],
+    Dispatch("storage", AbstractStorageResource, UnknownStorageResource),
+]
 
 # ---------------------------------------------------------------------------------------------
 # Data
@@ -233,4 +241,7 @@ class SkaoDataResource(AbstractDataResource):
     skao: SkaoDataResourceBlock | None = None
 
 
-DataResource = poly("data", AbstractDataResource, UnknownDataResource)
+DataResource = Annotated[
+    SerializeAsAny[AbstractDataResource],
+    Dispatch("data", AbstractDataResource, UnknownDataResource),
+]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import Field
+from pydantic import Field, SerializeAsAny
 
-from .base import EBModel, Instant, MinMaxFloat, UnknownMixin, kind, poly
+from .base import Dispatch, EBModel, Instant, MinMaxFloat, UnknownMixin, kind
 from .components import (
     Phase,
     RequestedScheduleBlock,
@@ -98,7 +98,10 @@ class ScheduledExecutionSession(SimpleExecutionSession):
     schedule: ScheduledExecutionSchedule | None = None
 
 
-ExecutionSession = poly("session", AbstractExecutionSession, UnknownExecutionSession)
+ExecutionSession = Annotated[
+    SerializeAsAny[AbstractExecutionSession],
+    Dispatch("session", AbstractExecutionSession, UnknownExecutionSession),
+]
 
 
 class OfferSetResult(StrEnum):

@@ -74,7 +74,11 @@ FULL_REQUEST: dict[str, Any] = {
         ],
     },
     "storage": [
-        {"kind": f"{K}/storage/simple-storage-resource.yaml", "size": {"min": 10, "max": 20}, "data": ["input"]}
+        {
+            "kind": f"{K}/storage/simple-storage-resource.yaml",
+            "size": {"min": 10, "max": 20},
+            "data": ["input"],
+        }
     ],
     "data": [
         {"kind": f"{K}/data/simple-data-resource.yaml", "location": "https://example.org/a.fits"},
@@ -144,7 +148,13 @@ SESSION: dict[str, Any] = {
         "options": [
             {"kind": "uri:enum-value-option", "path": "phase", "values": ["ACCEPTED", "REJECTED"]},
             {"kind": "uri:string-value-option", "path": "name", "pattern": ".*"},
-            {"kind": "uri:integer-value-option", "path": "cores", "min": 1, "max": 4, "units": "cores"},
+            {
+                "kind": "uri:integer-value-option",
+                "path": "cores",
+                "min": 1,
+                "max": 4,
+                "units": "cores",
+            },
             {"kind": "uri:integer-delta-option", "path": "duration", "min": -1, "max": 1},
         ],
     },
@@ -158,7 +168,12 @@ SESSION: dict[str, Any] = {
         "releasing": {"start": "2026-11-21T13:00:00Z"},
     },
     "connectors": [
-        {"kind": "urn:jeb:v1:connector:jupyter-server", "status": "AVAILABLE", "protocol": "HTTP", "location": "http://x"}
+        {
+            "kind": "urn:jeb:v1:connector:jupyter-server",
+            "status": "AVAILABLE",
+            "protocol": "HTTP",
+            "location": "http://x",
+        }
     ],
 }
 
@@ -193,9 +208,38 @@ def test_offerset_round_trips() -> None:
     assert isinstance(parsed.offers and parsed.offers[0], ScheduledExecutionSession)
 
 
-@pytest.mark.parametrize("kind", [k for g in ("executable", "compute", "storage", "volume", "data", "costs", "metrics", "session") for k in registered_kinds(g)])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        k
+        for g in (
+            "executable",
+            "compute",
+            "storage",
+            "volume",
+            "data",
+            "costs",
+            "metrics",
+            "session",
+        )
+        for k in registered_kinds(g)
+    ],
+)
 def test_every_registered_kind_round_trips_minimal(kind: str) -> None:
-    group = next(g for g in ("executable", "compute", "storage", "volume", "data", "costs", "metrics", "session") if kind in registered_kinds(g))
+    group = next(
+        g
+        for g in (
+            "executable",
+            "compute",
+            "storage",
+            "volume",
+            "data",
+            "costs",
+            "metrics",
+            "session",
+        )
+        if kind in registered_kinds(g)
+    )
     cls = registered_kinds(group)[kind]
     data = {"kind": kind}
     obj = cls.model_validate(data)
@@ -206,11 +250,31 @@ def test_every_registered_kind_round_trips_minimal(kind: str) -> None:
 @pytest.mark.parametrize(
     "legacy,group,name",
     [
-        ("https://www.purl.org/ivoa.net/EB/schema/v1.0/types/executable/docker-container-1.0", "executable", "docker-container"),
-        ("https://www.purl.org/ivoa.net/EB/schema/types/executable/jupyter-notebook-1.0", "executable", "jupyter-notebook"),
-        ("https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/computer/simple-compute-resource.yaml", "compute", "simple-compute-resource"),
-        ("https://www.purl.org/ivoa.net/EB/schema/v1.0/types/data/s3-data-resource-1.0", "data", "S3-data-resource"),
-        ("http://purl.org/ivoa.net/EB/schema/v1.0/types/storage/simple-storage-resource-1.0", "storage", "simple-storage-resource"),
+        (
+            "https://www.purl.org/ivoa.net/EB/schema/v1.0/types/executable/docker-container-1.0",
+            "executable",
+            "docker-container",
+        ),
+        (
+            "https://www.purl.org/ivoa.net/EB/schema/types/executable/jupyter-notebook-1.0",
+            "executable",
+            "jupyter-notebook",
+        ),
+        (
+            "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/computer/simple-compute-resource.yaml",
+            "compute",
+            "simple-compute-resource",
+        ),
+        (
+            "https://www.purl.org/ivoa.net/EB/schema/v1.0/types/data/s3-data-resource-1.0",
+            "data",
+            "S3-data-resource",
+        ),
+        (
+            "http://purl.org/ivoa.net/EB/schema/v1.0/types/storage/simple-storage-resource-1.0",
+            "storage",
+            "simple-storage-resource",
+        ),
     ],
 )
 def test_legacy_kind_uris_are_canonicalised(legacy: str, group: str, name: str) -> None:
@@ -240,7 +304,11 @@ def test_legacy_type_discriminator_is_read_and_canonical_kind_written() -> None:
 
 def test_cost_type_field_is_not_taken_for_a_discriminator() -> None:
     request = ExecutionRequest.model_validate(
-        {"costs": [{"kind": f"{K}/costs/simple-minmax-float-cost.yaml", "type": "urn:money", "max": 1}]}
+        {
+            "costs": [
+                {"kind": f"{K}/costs/simple-minmax-float-cost.yaml", "type": "urn:money", "max": 1}
+            ]
+        }
     )
     assert request.dump()["costs"][0]["type"] == "urn:money"
 
@@ -267,7 +335,11 @@ def test_zero_width_interval_and_instants_are_canonical() -> None:
 
 def test_unknown_kinds_are_preserved_verbatim() -> None:
     data = {
-        "executable": {"kind": "urn:example:experimental-package-0.1", "package": {"location": "x"}, "flags": [{"mode": "rw"}]},
+        "executable": {
+            "kind": "urn:example:experimental-package-0.1",
+            "package": {"location": "x"},
+            "flags": [{"mode": "rw"}],
+        },
         "compute": {"kind": "urn:example:quantum", "qubits": 5},
         "data": [{"kind": "urn:example:tape", "barcode": "X1"}],
     }
@@ -280,7 +352,9 @@ def test_unknown_kinds_are_preserved_verbatim() -> None:
 def test_unknown_update_kind_is_kept_and_enum_update_parsed() -> None:
     from eb_sdk.model import AbstractUpdate, UnknownUpdate
 
-    update = AbstractUpdate.dispatch({"kind": "uri:enum-value-update", "path": "/phase", "value": "ACCEPTED"})
+    update = AbstractUpdate.dispatch(
+        {"kind": "uri:enum-value-update", "path": "/phase", "value": "ACCEPTED"}
+    )
     assert isinstance(update, EnumValueUpdate) and update.normalized_path == "phase"
     other = AbstractUpdate.dispatch({"kind": "uri:frobnicate", "path": "x"})
     assert isinstance(other, UnknownUpdate)
@@ -309,14 +383,21 @@ def test_missing_kind_is_a_clear_error() -> None:
 
 
 def test_yaml_timestamps_stay_text_and_parse_as_instants() -> None:
-    text = "phase: OFFERED\nkind: " + f"{K}/session/simple-execution-session.yaml\nexpires: 2023-09-18T07:05:21\n"
+    text = (
+        "phase: OFFERED\nkind: "
+        + f"{K}/session/simple-execution-session.yaml\nexpires: 2023-09-18T07:05:21\n"
+    )
     session = loads(ScheduledExecutionSession, text, "application/yaml")
     assert session.expires == datetime(2023, 9, 18, 7, 5, 21, tzinfo=UTC)
 
 
 def test_requested_windows_extension() -> None:
     request = ExecutionRequest.model_validate(
-        {"schedule": {"requested": {"jeb:starts": ["2026-11-24T09:00Z/PT3H", "2026-11-23T09:00Z/PT3H"]}}}
+        {
+            "schedule": {
+                "requested": {"jeb:starts": ["2026-11-24T09:00Z/PT3H", "2026-11-23T09:00Z/PT3H"]}
+            }
+        }
     )
     assert request.schedule and request.schedule.requested
     windows = request.schedule.requested.windows
@@ -327,6 +408,10 @@ def test_requested_windows_extension() -> None:
 
 def test_notebook_parameters_extension_and_message_helper() -> None:
     nb = JupyterNotebook(location="a.ipynb", parameters={"x": 1})
-    assert nb.dump() == {"kind": f"{K}/executable/jupyter-notebook.yaml", "location": "a.ipynb", "jeb:parameters": {"x": 1}}
+    assert nb.dump() == {
+        "kind": f"{K}/executable/jupyter-notebook.yaml",
+        "location": "a.ipynb",
+        "jeb:parameters": {"x": 1},
+    }
     item = MessageItem.make("urn:x", "hello", n=3)
     assert item.dump()["values"] == {"n": "3"}

@@ -1,0 +1,5 @@
+"""``python -m eb_broker`` runs the broker service."""
+
+from .app import main
+
+main()

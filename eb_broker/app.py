@@ -1,0 +1,365 @@
+"""``eb-broker``: the Execution Broker service (a traitlets application on tornado)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from tornado import httpserver, web
+from traitlets import Bool, Float, Int, List, Unicode, default
+from traitlets.config import Application, catch_config_error
+
+from eb_sdk._version import __version__
+from eb_sdk.model import Capabilities, Phase
+from eb_sdk.model.openapi import build_openapi
+from eb_sdk.model.times import format_duration
+
+from .auth import AUTHENTICATORS, Authenticator
+from .core import BrokerCore, Settings
+from .ledger import Ledger, make_engine, migrate
+from .lifecycle import Reconciler
+from .platforms import load_platform
+from .platforms.base import Platform
+from .policies import PolicyChain
+from .translate import Limits
+from .web.handlers import BaseHandler, NotFoundHandler, offerset_wire, routes
+
+log = logging.getLogger("eb_broker")
+
+
+def _local_timezone() -> str:
+    tz = os.environ.get("TZ")
+    if tz:
+        return tz
+    try:
+        link = os.readlink("/etc/localtime")
+        return link.split("zoneinfo/", 1)[1]
+    except (OSError, IndexError):
+        return "UTC"
+
+
+class EBBroker(Application):
+    """An Execution Broker for one compute platform."""
+
+    name = "eb-broker"
+    version = __version__
+    description = (
+        "Answers 'when, and where, can I run this?' for one platform: offers from its capacity, "
+        "bookings in a durable ledger, and sessions run by a platform plugin."
+    )
+
+    aliases = {
+        "ip": "EBBroker.ip",
+        "port": "EBBroker.port",
+        "db-url": "EBBroker.db_url",
+        "platform": "EBBroker.platform",
+        "base-url": "EBBroker.base_url",
+        "config": "EBBroker.config_file",
+        "log-level": "Application.log_level",
+    }
+    flags = {
+        "generate-config": (
+            {"EBBroker": {"generate_config": True}},
+            "Write a default configuration file (eb_broker_config.py) and exit.",
+        ),
+    }
+
+    ip = Unicode("127.0.0.1", config=True, help="Address to listen on.")
+    port = Int(8082, config=True, help="Port to listen on.")
+    base_url = Unicode(
+        "/", config=True, help="URL prefix of every endpoint (behind a proxy or as a hub service)."
+    )
+    public_url = Unicode(
+        "",
+        config=True,
+        help="Scheme and host clients use to reach us (for Location headers); default: the "
+        "request's own.",
+    )
+    db_url = Unicode(
+        "sqlite:///eb_broker.sqlite",
+        config=True,
+        help="Ledger database URL: sqlite:///path (default, WAL) or postgresql://user@host/db.",
+    )
+    platform = Unicode(
+        "local",
+        config=True,
+        help="Platform plugin: an entry point name of group eb_broker.platforms or module:Class.",
+    )
+    broker_name = Unicode(
+        socket.gethostname(), config=True, help="The broker's name, shown with its offers."
+    )
+    config_file = Unicode("", config=True, help="A configuration file to load (Python or JSON).")
+    generate_config = Bool(False, config=True, help="Write the default config file and exit.")
+    work_dir = Unicode(
+        "eb-work", config=True, help="Where sessions keep their files (outputs, logs)."
+    )
+    timezone = Unicode(config=True, help="The time zone users of this broker think in.")
+
+    @default("log_level")
+    def _log_level_default(self) -> int:
+        return logging.INFO
+
+    @default("timezone")
+    def _timezone_default(self) -> str:
+        return _local_timezone()
+
+    offer_expiry = Float(
+        300.0, config=True, help="Seconds an offer stays valid and holds capacity."
+    )
+    max_offers = Int(4, config=True, help="At most this many offers per request.")
+    offer_step = Float(
+        3600.0, config=True, help="Seconds between offered start times within a window."
+    )
+    hold_offers = Bool(
+        True, config=True, help="Offers hold their capacity until they expire (as the spec says)."
+    )
+    horizon_days = Float(14.0, config=True, help="How far ahead (days) sessions can be booked.")
+    max_duration_hours = Float(168.0, config=True, help="The longest session (hours).")
+    default_duration_hours = Float(1.0, config=True, help="Duration when a request gives none.")
+    default_cores = Int(1, config=True, help="Cores when a request gives none.")
+    default_memory_gib = Int(1, config=True, help="Memory (GiB) when a request gives none.")
+    max_cores = Int(0, config=True, help="Most cores one session may have (0: the platform's).")
+    max_memory_gib = Int(
+        0, config=True, help="Most memory one session may have (0: the platform's)."
+    )
+    max_body_size = Int(1024 * 1024, config=True, help="Largest request body in bytes.")
+    reconcile_interval = Float(1.0, config=True, help="Seconds between reconcile passes.")
+    authenticators = List(
+        Unicode(),
+        ["token-file"],
+        config=True,
+        help=f"Authenticators tried in order; names: {', '.join(AUTHENTICATORS)}.",
+    )
+    admin_users = List(Unicode(), [], config=True, help="Users who see every session.")
+
+    classes = [*AUTHENTICATORS.values()]
+
+    # runtime objects
+    core: BrokerCore
+    reconciler: Reconciler
+    platform_obj: Platform
+
+    @catch_config_error
+    def initialize(self, argv: Any = None) -> None:
+        super().initialize(argv)
+        if self.generate_config:
+            return
+        if self.config_file:
+            self.load_config_file(self.config_file)
+        self.init_broker()
+
+    def init_broker(self) -> None:
+        """Create the ledger, platform, core and web app (no sockets yet)."""
+        engine = make_engine(self.db_url)
+        migrate(engine)
+        platform_cls = load_platform(self.platform)
+        self.platform_obj = platform_cls(parent=self, log=self.log)
+        if hasattr(self.platform_obj, "work_dir") and "work_dir" not in self.config.get(
+            platform_cls.__name__, {}
+        ):
+            self.platform_obj.work_dir = self.work_dir
+        capacity = self.platform_obj.capacity().base
+        limits = Limits(
+            max_resources=type(capacity)(
+                cores=min(capacity.cores, self.max_cores) if self.max_cores else capacity.cores,
+                memory_gib=(
+                    min(capacity.memory_gib, self.max_memory_gib)
+                    if self.max_memory_gib
+                    else capacity.memory_gib
+                ),
+                accelerators=capacity.accelerators,
+                storage_gib=capacity.storage_gib,
+            ),
+            default_cores=self.default_cores,
+            default_memory_gib=self.default_memory_gib,
+            default_duration=timedelta(hours=self.default_duration_hours),
+            max_duration=timedelta(hours=self.max_duration_hours),
+            horizon=timedelta(days=self.horizon_days),
+        )
+        self.core = BrokerCore(
+            ledger=Ledger(engine),
+            platform=self.platform_obj,
+            limits=limits,
+            settings=Settings(
+                name=self.broker_name,
+                offer_expiry=timedelta(seconds=self.offer_expiry),
+                max_offers=self.max_offers,
+                step=timedelta(seconds=self.offer_step),
+                hold_offers=self.hold_offers,
+                admin_users=frozenset(self.admin_users),
+            ),
+            policies=PolicyChain([]),
+            work_dir=os.path.abspath(self.work_dir),
+        )
+        self.core.load()
+        self.reconciler = Reconciler(self.core, self.reconcile_interval)
+        self._init_metrics()
+        auth: list[Authenticator] = []
+        for name in self.authenticators:
+            if name not in AUTHENTICATORS:
+                raise ValueError(
+                    f"unknown authenticator {name!r}; choose from {list(AUTHENTICATORS)}"
+                )
+            auth.append(AUTHENTICATORS[name](parent=self, log=self.log))
+        self.web_app = web.Application(
+            [*routes(self.base_url), (r".*", NotFoundHandler)],
+            eb_broker=self,
+            eb_authenticators=auth,
+            eb_max_body_size=self.max_body_size,
+            eb_base_url="/" + self.base_url.strip("/") if self.base_url.strip("/") else "",
+            eb_public_url=self.public_url,
+            default_handler_class=NotFoundHandler,
+            log_function=self._log_request,
+        )
+
+    # -- used by the handlers -----------------------------------------------------------------
+
+    def reconciler_wake(self) -> None:
+        self.reconciler.wake()
+
+    def offerset_wire(self, handler: BaseHandler, offerset: Any, rows: Any) -> Any:
+        return offerset_wire(handler, offerset, rows)
+
+    def capabilities(self) -> Capabilities:
+        limits = self.core.limits.max_resources
+        return Capabilities(
+            name=self.broker_name,
+            platform=self.platform_obj.name,
+            version=__version__,
+            executables=self.platform_obj.executable_kinds(),
+            max_compute={
+                "cores": limits.cores,
+                "memory": limits.memory_gib,
+                "storage": limits.storage_gib,
+            },
+            accelerators={k: v for k, v in dict(limits.accelerators).items() if v},
+            timezone=self.timezone,
+            offer_expiry=format_duration(timedelta(seconds=self.offer_expiry)),
+            max_offers=self.max_offers,
+            max_duration=format_duration(timedelta(hours=self.max_duration_hours)),
+            policies=self.core.policies.names,
+            extensions=["jeb:starts", "jeb:accelerators", "jeb:parameters", "jeb:interactivity"],
+        )
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "platform": self.platform_obj.name,
+            "bookings": len(self.core.timeline),
+        }
+
+    def openapi(self, handler: BaseHandler) -> dict[str, Any]:
+        if not hasattr(self, "_openapi"):
+            self._openapi = build_openapi(
+                server_url=handler.url_for(""), title=f"Execution Broker ({self.broker_name})"
+            )
+        return self._openapi
+
+    # -- metrics --------------------------------------------------------------------------------
+
+    def _init_metrics(self) -> None:
+        self.registry = CollectorRegistry()
+        self.m_requests = Counter(
+            "eb_http_requests",
+            "HTTP requests",
+            ["method", "handler", "status"],
+            registry=self.registry,
+        )
+        self.m_latency = Histogram(
+            "eb_offer_seconds", "Time to compute and store an offer set", registry=self.registry
+        )
+        self.m_sessions = Gauge(
+            "eb_sessions", "Sessions by phase", ["phase"], registry=self.registry
+        )
+        self.m_bookings = Gauge(
+            "eb_timeline_entries", "Bookings and holds on the timeline", registry=self.registry
+        )
+
+    def metrics_started(self, handler: BaseHandler) -> None:
+        pass
+
+    def metrics_finished(self, handler: BaseHandler) -> None:
+        self.m_requests.labels(
+            handler.request.method, type(handler).__name__, str(handler.get_status())
+        ).inc()
+
+    def observe_offer_latency(self, seconds: float) -> None:
+        self.m_latency.observe(seconds)
+
+    def update_gauges(self) -> None:
+        counts: dict[str, int] = {}
+        for row in self.core.ledger.active_sessions():
+            counts[row.phase] = counts.get(row.phase, 0) + 1
+        for phase in Phase:
+            if phase.is_active:
+                self.m_sessions.labels(phase.value).set(counts.get(phase.value, 0))
+        self.m_bookings.set(len(self.core.timeline))
+
+    def _log_request(self, handler: web.RequestHandler) -> None:
+        status = handler.get_status()
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        self.log.log(
+            level,
+            "%d %s %s %.1fms",
+            status,
+            handler.request.method,
+            handler.request.uri,
+            1000 * handler.request.request_time(),
+        )
+
+    # -- run ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.generate_config:
+            self.write_default_config()
+            return
+        asyncio.run(self.serve())
+
+    def write_default_config(self) -> None:
+        path = "eb_broker_config.py"
+        if os.path.exists(path):
+            raise SystemExit(f"{path} exists already; not overwriting it")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(self.generate_config_file())
+        print(f"wrote {path}")
+
+    async def serve(self) -> None:
+        # The server reads bodies up to 16x the limit so that the handler can answer an
+        # oversize body with a 413 MessageItem; beyond that tornado drops the connection.
+        server = httpserver.HTTPServer(
+            self.web_app, xheaders=True, max_body_size=16 * self.max_body_size
+        )
+        server.listen(self.port, self.ip)
+        self.reconciler.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        self.log.info(
+            "eb-broker %s: platform %s, ledger %s, listening on http://%s:%d%s",
+            __version__,
+            self.platform_obj.name,
+            self.db_url,
+            self.ip,
+            self.port,
+            self.base_url,
+        )
+        await stop.wait()
+        self.log.info("shutting down")
+        server.stop()
+        await self.reconciler.stop()
+        await self.platform_obj.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script entry point."""
+    app = EBBroker.instance()
+    app.initialize(argv)
+    app.start()

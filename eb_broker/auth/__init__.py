@@ -1,0 +1,28 @@
+"""Authenticators, chosen by configuration (``EBBroker.authenticators``)."""
+
+from .base import Authenticator, AuthError, Identity, bearer_token
+from .basic import BasicAuthenticator, hash_password
+from .jupyterhub import JupyterHubAuthenticator
+from .jwt_oidc import JWTAuthenticator
+from .token_file import TokenFileAuthenticator
+
+#: Names accepted by ``EBBroker.authenticators``.
+AUTHENTICATORS: dict[str, type[Authenticator]] = {
+    "token-file": TokenFileAuthenticator,
+    "basic": BasicAuthenticator,
+    "jupyterhub": JupyterHubAuthenticator,
+    "jwt": JWTAuthenticator,
+}
+
+__all__ = [
+    "AUTHENTICATORS",
+    "AuthError",
+    "Authenticator",
+    "BasicAuthenticator",
+    "Identity",
+    "JWTAuthenticator",
+    "JupyterHubAuthenticator",
+    "TokenFileAuthenticator",
+    "bearer_token",
+    "hash_password",
+]

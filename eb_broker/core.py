@@ -1,0 +1,339 @@
+"""The broker's domain logic: offers from capacity, atomic accepts, cancels, expiry.
+
+It sits between the web handlers (which only parse, authenticate and render) and the ledger,
+platform and pure scheduler. The in-memory :class:`~eb_broker.scheduling.Timeline` is a cache
+of the ledger's holding rows for fast offers; the ledger stays the source of truth and ``accept``
+re-checks capacity there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from eb_sdk.model import ExecutionRequest, MessageItem, Phase
+from eb_sdk.model import messages as msg
+
+from .auth import Identity
+from .ledger import (
+    InvalidTransitionError,
+    Ledger,
+    NotFoundError,
+    OfferDraft,
+    OfferSetRow,
+    SessionRow,
+    row_resources,
+)
+from .platforms.base import Platform, SessionSpec
+from .policies import PolicyChain
+from .scheduling import Capacity, NoFit, Resources, Slot, Timeline, find_slots
+from .translate import Limits, SessionView, request_to_demands, utcnow
+
+log = logging.getLogger("eb_broker")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The core's knobs (filled from the traitlets configuration)."""
+
+    name: str = "local broker"
+    offer_expiry: timedelta = timedelta(minutes=5)
+    max_offers: int = 4
+    step: timedelta = timedelta(hours=1)
+    hold_offers: bool = True
+    admin_users: frozenset[str] = frozenset()
+
+
+class BrokerCore:
+    """Answers requests with offers and keeps the ledger and timeline in step."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        platform: Platform,
+        limits: Limits,
+        settings: Settings,
+        policies: PolicyChain | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        work_dir: str = "",
+    ) -> None:
+        self.ledger = ledger
+        self.platform = platform
+        self.limits = limits
+        self.settings = settings
+        self.policies = policies or PolicyChain([])
+        self.clock = clock
+        self.work_dir = work_dir
+        self.timeline = Timeline()
+        self.capacity: Capacity = platform.capacity()
+        self._external: dict[str, tuple[datetime, datetime, Resources]] = {}
+
+    # -- start-up and housekeeping ------------------------------------------------------------
+
+    def load(self) -> None:
+        """Rebuild the timeline from the ledger (after a start or restart)."""
+        now = self.clock()
+        self.ledger.expire_due(now)
+        self.timeline = Timeline()
+        for row in self.ledger.holding(now):
+            self.timeline.add(row.uuid, row.start, row.end, row_resources(row))
+        self._external = {}
+        self.sync_external()
+
+    def sync_external(self) -> None:
+        """Put the platform's own usage (jobs we did not book) on the timeline."""
+        for key in self._external:
+            self.timeline.remove(key)
+        self._external = {}
+        for key, start, end, resources in self.platform.external_usage():
+            ext_key = f"external:{key}"
+            if end > start:
+                self.timeline.add(ext_key, start, end, resources)
+                self._external[ext_key] = (start, end, resources)
+        self.capacity = self.platform.capacity()
+
+    def reap(self) -> list[str]:
+        """Expire offers whose time is up and free their capacity."""
+        expired = self.ledger.expire_due(self.clock())
+        for uuid in expired:
+            self.timeline.remove(uuid)
+        return expired
+
+    def release_capacity(self, uuid: str) -> None:
+        """A session ended (or was cancelled): its slot is free again."""
+        self.timeline.remove(uuid)
+
+    # -- ownership ------------------------------------------------------------------------------
+
+    def _visible(self, identity: Identity, owner: str) -> bool:
+        return identity.user == owner or identity.user in self.settings.admin_users
+
+    def get_offerset(self, identity: Identity, uuid: str) -> tuple[OfferSetRow, list[SessionRow]]:
+        self.reap()
+        found = self.ledger.get_offerset(uuid)
+        if found is None or not self._visible(identity, found[0].owner):
+            raise NotFoundError(f"no offer set {uuid}")
+        return found
+
+    def get_session(self, identity: Identity, uuid: str) -> SessionRow:
+        self.reap()
+        row = self.ledger.get_session(uuid)
+        if row is None or not self._visible(identity, row.owner):
+            raise NotFoundError(f"no session {uuid}")
+        return row
+
+    def list_sessions(self, identity: Identity, phases: Iterable[str] | None) -> list[SessionRow]:
+        self.reap()
+        owner = None if identity.user in self.settings.admin_users else identity.user
+        return self.ledger.list_sessions(owner, phases)
+
+    # -- offers ---------------------------------------------------------------------------------
+
+    def request_offers(
+        self, identity: Identity, request: ExecutionRequest, raw: dict[str, Any]
+    ) -> tuple[OfferSetRow, list[SessionRow]]:
+        """Answer a request: YES with up to ``max_offers`` offers, or NO with reasons."""
+        self.reap()
+        now = self.clock()
+        problems = [*self.platform.check(request), *self.policies.check(identity, request)]
+        drafts: list[OfferDraft] = []
+        if not problems:
+            preparation = self.platform.preparation(request)
+            translation = request_to_demands(
+                request,
+                now=now,
+                limits=self.limits,
+                preparation=preparation,
+                accelerator_pools=accelerator_names(self.capacity.base),
+            )
+            problems += translation.problems
+            slots: list[Slot] = []
+            misses: list[NoFit] = []
+            for demand in translation.demands:
+                found = find_slots(
+                    self.capacity,
+                    self.timeline,
+                    demand,
+                    now,
+                    max_offers=self.settings.max_offers,
+                    step=self.settings.step,
+                    horizon=self.limits.horizon,
+                )
+                if isinstance(found, NoFit):
+                    misses.append(found)
+                else:
+                    slots.extend(found)
+            drafts = [
+                OfferDraft(slot.start, slot.end, slot.resources, preparation, request.name)
+                for slot in _best(slots, self.settings.max_offers)
+            ]
+            if not drafts and not problems:
+                problems += _no_fit_messages(misses)
+        offerset, rows = self.ledger.create_offerset(
+            owner=identity.user,
+            groups=identity.groups,
+            request=raw,
+            result="YES" if drafts else "NO",
+            messages=[m.dump() for m in problems],
+            offers=drafts,
+            now=now,
+            expires=now + self.settings.offer_expiry,
+            name=request.name,
+        )
+        if self.settings.hold_offers:
+            for row in rows:
+                self.timeline.add(row.uuid, row.start, row.end, row_resources(row))
+        return offerset, rows
+
+    # -- updates --------------------------------------------------------------------------------
+
+    def _fits(self, row: SessionRow, overlapping: list[SessionRow]) -> list[str]:
+        """Does ``row`` fit next to ``overlapping`` (read in the accept transaction)?"""
+        local = Timeline()
+        for other in overlapping:
+            local.add(other.uuid, other.start, other.end, row_resources(other))
+        for key, (start, end, resources) in self._external.items():
+            if start < row.end and end > row.start:
+                local.add(key, start, end, resources)
+        free = local.free_min(self.capacity, row.start, row.end)
+        wanted = row_resources(row)
+        if wanted.fits_in(free):
+            return []
+        short = ", ".join(wanted.exceeded_dimensions(free))
+        return [f"the slot is no longer free ({short} already booked)"]
+
+    def accept(self, identity: Identity, uuid: str) -> SessionRow:
+        """Accept an offer (atomic in the ledger); its siblings are rejected."""
+        self.get_session(identity, uuid)
+        row, rejected = self.ledger.accept(
+            uuid, self.clock(), self._fits, count_offers=self.settings.hold_offers
+        )
+        for sibling in rejected:
+            self.timeline.remove(sibling)
+        if uuid not in self.timeline:
+            self.timeline.add(row.uuid, row.start, row.end, row_resources(row))
+        return row
+
+    def reject(self, identity: Identity, uuid: str) -> SessionRow:
+        self.get_session(identity, uuid)
+        row = self.ledger.transition(
+            uuid,
+            Phase.REJECTED,
+            self.clock(),
+            allowed_from=[Phase.OFFERED],
+            message="offer rejected",
+        )
+        self.release_capacity(uuid)
+        return row
+
+    def cancel(self, identity: Identity, uuid: str) -> SessionRow:
+        """Cancel a session: not launched yet → CANCELLED now; else the reconciler stops it."""
+        row = self.get_session(identity, uuid)
+        phase = Phase(row.phase)
+        if not phase.is_active:
+            raise InvalidTransitionError(f"session {uuid} is {row.phase}: it cannot be cancelled")
+        now = self.clock()
+        if row.launched is None:
+            row = self.ledger.transition(
+                uuid,
+                Phase.CANCELLED,
+                now,
+                allowed_from=[Phase.ACCEPTED, Phase.WAITING],
+                message="cancelled by the user",
+            )
+            self.release_capacity(uuid)
+            return row
+        return self.ledger.update_fields(uuid, now, stop_requested=Phase.CANCELLED.value)
+
+    def update_phase(self, identity: Identity, uuid: str, value: str) -> SessionRow:
+        """``POST /sessions/{uuid}`` with a phase update."""
+        try:
+            target = Phase.parse(value)
+        except ValueError:
+            raise InvalidTransitionError(f"{value!r} is not a session phase") from None
+        if target == Phase.ACCEPTED:
+            return self.accept(identity, uuid)
+        if target == Phase.REJECTED:
+            return self.reject(identity, uuid)
+        if target == Phase.CANCELLED:
+            return self.cancel(identity, uuid)
+        raise InvalidTransitionError(
+            f"a client may set the phase to ACCEPTED, REJECTED or CANCELLED, not {target.value}"
+        )
+
+    # -- views ----------------------------------------------------------------------------------
+
+    def spec_for(self, row: SessionRow) -> SessionSpec:
+        """The platform's view of a booked session."""
+        return SessionSpec(
+            uuid=row.uuid,
+            owner=row.owner,
+            groups=tuple(row.groups or ()),
+            request=ExecutionRequest.model_validate(row.request),
+            resources=row_resources(row),
+            start=row.start,
+            end=row.end,
+            preparation=timedelta(seconds=row.preparation_s),
+            handle=dict(row.handle or {}),
+            work_dir=self.work_dir,
+        )
+
+
+def view_of(row: SessionRow) -> SessionView:
+    """The wire-independent view of a ledger row."""
+    return SessionView(
+        uuid=row.uuid,
+        phase=Phase(row.phase),
+        name=row.name,
+        created=row.created,
+        modified=row.modified,
+        expires=row.expires,
+        start=row.start,
+        end=row.end,
+        preparation=timedelta(seconds=row.preparation_s),
+        resources=row_resources(row),
+        request=row.request,
+        messages=row.messages or [],
+        connectors=row.connectors or [],
+        outputs=row.outputs or {},
+    )
+
+
+def accelerator_names(resources: Resources) -> list[str]:
+    """The accelerator pools a platform has (names like ``gpu:A100``)."""
+    return [name for name, count in dict(resources.accelerators).items() if count > 0]
+
+
+def _best(slots: list[Slot], limit: int) -> list[Slot]:
+    """Merge alternatives (e.g. several GPU pools): earliest first, at most ``limit``."""
+    unique: dict[tuple[datetime, datetime, Any], Slot] = {}
+    for slot in sorted(slots, key=lambda s: (s.start, -s.resources.cores)):
+        unique.setdefault((slot.start, slot.end, slot.resources), slot)
+    return list(unique.values())[:limit]
+
+
+def _no_fit_messages(fits: list[NoFit]) -> list[MessageItem]:
+    out: list[MessageItem] = []
+    earliest: Slot | None = None
+    for nofit in fits:
+        for reason in nofit.reasons:
+            kind = msg.RESOURCE_LIMIT if "exceeds" in reason else msg.NO_CAPACITY
+            out.append(msg.error(kind, reason))
+        if nofit.earliest and (earliest is None or nofit.earliest.start < earliest.start):
+            earliest = nofit.earliest
+    if earliest is not None:
+        out.append(
+            msg.info(
+                msg.EARLIEST_FIT,
+                f"the earliest slot that would fit starts at {earliest.start.isoformat()}",
+                start=earliest.start.isoformat(),
+                end=earliest.end.isoformat(),
+            )
+        )
+    if not out:
+        out.append(msg.error(msg.NO_CAPACITY, "no capacity for this request"))
+    return out

@@ -1,0 +1,350 @@
+"""The booking ledger: every read and write of offers, sessions and events.
+
+All writes happen in short transactions. ``accept`` is the one that matters: it takes the
+ledger's write lock (``BEGIN IMMEDIATE`` on SQLite, an advisory transaction lock on PostgreSQL),
+re-checks the offer's phase, expiry and capacity against the bookings *in the database*, then
+accepts it and rejects its siblings — so two accepts that together exceed capacity can never
+both win, even with several broker processes on one database.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from eb_sdk.model import ACTIVE_PHASES, Phase
+
+from ..scheduling import Resources
+from .tables import EventRow, OfferSetRow, SessionRow
+
+#: Phases whose rows hold capacity (OFFERED only until ``expires``).
+HOLDING = tuple(p.value for p in ACTIVE_PHASES)
+_ADVISORY_LOCK = 0x45_42_4C_44  # "EBLD"
+
+
+class LedgerError(Exception):
+    """Base of the ledger's refusals; ``kind`` is the MessageItem kind to report."""
+
+    kind = "urn:conflict"
+
+
+class NotFoundError(LedgerError):
+    kind = "urn:not-found"
+
+
+class OfferExpiredError(LedgerError):
+    kind = "urn:offer-expired"
+
+
+class InvalidTransitionError(LedgerError):
+    kind = "urn:invalid-update"
+
+
+class CapacityError(LedgerError):
+    kind = "urn:no-capacity"
+
+
+@dataclass(frozen=True)
+class OfferDraft:
+    """An offer to write: the slot and what it gives."""
+
+    start: datetime
+    end: datetime
+    resources: Resources
+    preparation: timedelta
+    name: str | None = None
+
+
+def row_resources(row: SessionRow) -> Resources:
+    """The resources a session row books."""
+    return Resources(
+        cores=row.cores,
+        memory_gib=row.memory_gib,
+        storage_gib=row.storage_gib,
+        accelerators=dict(row.accelerators or {}),
+    )
+
+
+class Ledger:
+    """Repository over the ledger tables. Methods are synchronous and short."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    # -- locking -------------------------------------------------------------------------------
+
+    def _lock(self, db: Session) -> None:
+        """Serialise writers that check capacity (SQLite's BEGIN IMMEDIATE already does)."""
+        if self.engine.dialect.name == "postgresql":
+            db.execute(select(_pg_lock(_ADVISORY_LOCK)))
+
+    # -- offers -------------------------------------------------------------------------------
+
+    def create_offerset(
+        self,
+        *,
+        owner: str,
+        groups: Sequence[str],
+        request: dict[str, Any],
+        result: str,
+        messages: list[dict[str, Any]],
+        offers: Sequence[OfferDraft],
+        now: datetime,
+        expires: datetime,
+        name: str | None = None,
+    ) -> tuple[OfferSetRow, list[SessionRow]]:
+        """Write an offer set and its offers (phase OFFERED, holding until ``expires``)."""
+        offerset = OfferSetRow(
+            uuid=str(uuidlib.uuid4()),
+            owner=owner,
+            created=now,
+            expires=expires,
+            result=result,
+            request=request,
+            messages=messages,
+        )
+        rows = [
+            SessionRow(
+                uuid=str(uuidlib.uuid4()),
+                offerset=offerset.uuid,
+                owner=owner,
+                groups=list(groups),
+                name=draft.name or name,
+                phase=Phase.OFFERED.value,
+                created=now,
+                modified=now,
+                expires=expires,
+                start=draft.start,
+                end=draft.end,
+                preparation_s=int(draft.preparation.total_seconds()),
+                cores=draft.resources.cores,
+                memory_gib=draft.resources.memory_gib,
+                storage_gib=draft.resources.storage_gib,
+                accelerators=dict(draft.resources.accelerators),
+                request=request,
+                messages=[],
+                connectors=[],
+                outputs={},
+                handle={},
+            )
+            for draft in offers
+        ]
+        with self._sessions.begin() as db:
+            db.add(offerset)
+            db.flush()
+            db.add_all(rows)
+            db.flush()
+            db.add_all(
+                EventRow(session=row.uuid, time=now, phase=row.phase, message=None) for row in rows
+            )
+        return offerset, rows
+
+    def get_offerset(self, uuid: str) -> tuple[OfferSetRow, list[SessionRow]] | None:
+        with self._sessions() as db:
+            offerset = db.get(OfferSetRow, uuid)
+            if offerset is None:
+                return None
+            rows = db.scalars(
+                select(SessionRow).where(SessionRow.offerset == uuid).order_by(SessionRow.start)
+            ).all()
+            return offerset, list(rows)
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    def get_session(self, uuid: str) -> SessionRow | None:
+        with self._sessions() as db:
+            return db.get(SessionRow, uuid)
+
+    def list_sessions(
+        self, owner: str | None = None, phases: Iterable[str] | None = None, limit: int = 1000
+    ) -> list[SessionRow]:
+        """Sessions (not plain offers unless asked for), newest first."""
+        query = select(SessionRow)
+        if owner is not None:
+            query = query.where(SessionRow.owner == owner)
+        wanted = list(phases) if phases else None
+        if wanted:
+            query = query.where(SessionRow.phase.in_(wanted))
+        else:
+            query = query.where(
+                SessionRow.phase.not_in(
+                    [Phase.OFFERED.value, Phase.REJECTED.value, Phase.EXPIRED.value]
+                )
+            )
+        query = query.order_by(SessionRow.created.desc()).limit(limit)
+        with self._sessions() as db:
+            return list(db.scalars(query).all())
+
+    def active_sessions(self) -> list[SessionRow]:
+        """Accepted sessions that are not finished (the reconciler's work list)."""
+        with self._sessions() as db:
+            return list(db.scalars(select(SessionRow).where(SessionRow.phase.in_(HOLDING))).all())
+
+    def holding(self, now: datetime) -> list[SessionRow]:
+        """Rows that hold capacity now: active sessions and unexpired offers."""
+        with self._sessions() as db:
+            query = select(SessionRow).where(
+                or_(
+                    SessionRow.phase.in_(HOLDING),
+                    (SessionRow.phase == Phase.OFFERED.value) & (SessionRow.expires > now),
+                )
+            )
+            return list(db.scalars(query).all())
+
+    def events(self, uuid: str, after_id: int = 0) -> list[EventRow]:
+        with self._sessions() as db:
+            query = (
+                select(EventRow)
+                .where(EventRow.session == uuid, EventRow.id > after_id)
+                .order_by(EventRow.id)
+            )
+            return list(db.scalars(query).all())
+
+    # -- transitions ----------------------------------------------------------------------------
+
+    def accept(
+        self,
+        uuid: str,
+        now: datetime,
+        fits: Callable[[SessionRow, list[SessionRow]], list[str]],
+        *,
+        count_offers: bool = True,
+    ) -> tuple[SessionRow, list[str]]:
+        """Accept an offer atomically; returns the session and the rejected siblings' uuids.
+
+        ``fits(row, overlapping)`` gets the offer and every other row that holds capacity in its
+        slot (read inside the locked transaction) and returns why it does not fit (empty: fits).
+        """
+        with self._sessions.begin() as db:
+            self._lock(db)
+            row = db.get(SessionRow, uuid, with_for_update=False, populate_existing=True)
+            if row is None:
+                raise NotFoundError(f"no session {uuid}")
+            if row.phase == Phase.OFFERED.value and row.expires is not None and row.expires <= now:
+                self._set_phase(db, row, Phase.EXPIRED, now, "the offer expired")
+                raise OfferExpiredError(f"offer {uuid} expired at {row.expires.isoformat()}")
+            if row.phase == Phase.EXPIRED.value:
+                raise OfferExpiredError(f"offer {uuid} has expired")
+            if row.phase != Phase.OFFERED.value:
+                raise InvalidTransitionError(
+                    f"offer {uuid} is {row.phase}: only an OFFERED offer can be accepted"
+                )
+            holding = [Phase.OFFERED.value, *HOLDING] if count_offers else list(HOLDING)
+            overlapping_query = select(SessionRow).where(
+                SessionRow.uuid != row.uuid,
+                SessionRow.start < row.end,
+                SessionRow.end > row.start,
+                SessionRow.phase.in_(holding),
+            )
+            if row.offerset is not None:
+                overlapping_query = overlapping_query.where(
+                    or_(SessionRow.offerset.is_(None), SessionRow.offerset != row.offerset)
+                )
+            overlapping = [
+                other
+                for other in db.scalars(overlapping_query).all()
+                if other.phase != Phase.OFFERED.value
+                or (other.expires is not None and other.expires > now)
+            ]
+            reasons = fits(row, overlapping)
+            if reasons:
+                raise CapacityError("; ".join(reasons))
+            self._set_phase(db, row, Phase.ACCEPTED, now, "offer accepted")
+            row.expires = None
+            rejected: list[str] = []
+            if row.offerset is not None:
+                siblings = db.scalars(
+                    select(SessionRow).where(
+                        SessionRow.offerset == row.offerset,
+                        SessionRow.uuid != row.uuid,
+                        SessionRow.phase == Phase.OFFERED.value,
+                    )
+                ).all()
+                for sibling in siblings:
+                    self._set_phase(
+                        db, sibling, Phase.REJECTED, now, "a sibling offer was accepted"
+                    )
+                    rejected.append(sibling.uuid)
+            return row, rejected
+
+    def transition(
+        self,
+        uuid: str,
+        new: Phase,
+        now: datetime,
+        *,
+        allowed_from: Iterable[Phase] | None = None,
+        message: str | None = None,
+        messages: list[dict[str, Any]] | None = None,
+        **fields: Any,
+    ) -> SessionRow:
+        """Move a session to ``new`` (if it is in one of ``allowed_from``), with extra fields."""
+        with self._sessions.begin() as db:
+            row = db.get(SessionRow, uuid, populate_existing=True)
+            if row is None:
+                raise NotFoundError(f"no session {uuid}")
+            if allowed_from is not None and Phase(row.phase) not in set(allowed_from):
+                raise InvalidTransitionError(
+                    f"session {uuid} is {row.phase}: it cannot become {new.value}"
+                )
+            for key, value in fields.items():
+                setattr(row, key, value)
+            if messages:
+                row.messages = [*(row.messages or []), *messages]
+            if row.phase != new.value:
+                self._set_phase(db, row, new, now, message)
+            else:
+                row.modified = now
+            return row
+
+    def update_fields(self, uuid: str, now: datetime, **fields: Any) -> SessionRow:
+        """Change fields without a phase change (handle, connectors, outputs, messages)."""
+        with self._sessions.begin() as db:
+            row = db.get(SessionRow, uuid, populate_existing=True)
+            if row is None:
+                raise NotFoundError(f"no session {uuid}")
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.modified = now
+            return row
+
+    def expire_due(self, now: datetime) -> list[str]:
+        """Mark every OFFERED row whose time is up as EXPIRED; returns their uuids."""
+        with self._sessions.begin() as db:
+            due = list(
+                db.scalars(
+                    select(SessionRow.uuid).where(
+                        SessionRow.phase == Phase.OFFERED.value, SessionRow.expires <= now
+                    )
+                ).all()
+            )
+            if due:
+                db.execute(
+                    update(SessionRow)
+                    .where(SessionRow.uuid.in_(due))
+                    .values(phase=Phase.EXPIRED.value, modified=now)
+                )
+                db.add_all(
+                    EventRow(session=u, time=now, phase=Phase.EXPIRED.value, message="expired")
+                    for u in due
+                )
+            return due
+
+    @staticmethod
+    def _set_phase(
+        db: Session, row: SessionRow, phase: Phase, now: datetime, message: str | None
+    ) -> None:
+        row.phase = phase.value
+        row.modified = now
+        db.add(EventRow(session=row.uuid, time=now, phase=phase.value, message=message))
+
+
+def _pg_lock(key: int) -> Any:
+    return func.pg_advisory_xact_lock(key)

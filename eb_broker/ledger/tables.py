@@ -1,0 +1,102 @@
+"""The ledger's tables (SQLAlchemy 2). Changes here need an alembic migration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class OfferSetRow(Base):
+    """One answer to ``POST /requests``."""
+
+    __tablename__ = "offersets"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255), index=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires: Mapped[datetime] = mapped_column(UTCDateTime())
+    result: Mapped[str] = mapped_column(String(8))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    messages: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class SessionRow(Base):
+    """An offer, and once accepted the session it becomes: the booking itself.
+
+    ``start``/``end`` are the booked slot; ``cores``... the booked resources. Rows in OFFERED
+    (until ``expires``) and in the active phases hold capacity.
+    """
+
+    __tablename__ = "sessions"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    offerset: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("offersets.uuid"), index=True, nullable=True
+    )
+    owner: Mapped[str] = mapped_column(String(255))
+    groups: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    phase: Mapped[str] = mapped_column(String(16))
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+    modified: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime())
+    end: Mapped[datetime] = mapped_column(UTCDateTime())
+    preparation_s: Mapped[int] = mapped_column(Integer, default=0)
+    cores: Mapped[int] = mapped_column(Integer, default=0)
+    memory_gib: Mapped[int] = mapped_column(Integer, default=0)
+    storage_gib: Mapped[int] = mapped_column(Integer, default=0)
+    accelerators: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    messages: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    connectors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    handle: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    launched: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    stop_requested: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+    __table_args__ = (
+        Index("ix_sessions_owner_phase", "owner", "phase"),
+        Index("ix_sessions_phase_start", "phase", "start"),
+        Index("ix_sessions_start_end", "start", "end"),
+    )
+
+
+class EventRow(Base):
+    """Every phase change and message of a session, in order (the session's history)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session: Mapped[str] = mapped_column(String(36), ForeignKey("sessions.uuid"), index=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    phase: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)

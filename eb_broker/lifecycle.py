@@ -1,0 +1,250 @@
+"""The reconciler: drives accepted sessions through their phases via the platform.
+
+ACCEPTED → WAITING → PREPARING → AVAILABLE/RUNNING → RELEASING → COMPLETED | FAILED | CANCELLED
+
+Every step is written to the ledger before the next platform call, so a broker killed at any
+point resumes where it was: a session marked PREPARING whose launch handle is missing is
+launched again, and the platform's launch adopts the work it already started (idempotent per
+uuid) — nothing is lost and nothing starts twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from eb_sdk.model import MessageItem, Phase
+from eb_sdk.model import messages as msg
+
+from .core import BrokerCore
+from .ledger import SessionRow
+from .platforms.base import PlatformState, PlatformStatus
+
+log = logging.getLogger("eb_broker.lifecycle")
+
+_RUNNING_PHASES = (Phase.PREPARING, Phase.AVAILABLE, Phase.RUNNING)
+_STATE_TO_PHASE = {
+    PlatformState.PREPARING: Phase.PREPARING,
+    PlatformState.AVAILABLE: Phase.AVAILABLE,
+    PlatformState.RUNNING: Phase.RUNNING,
+}
+
+
+class Reconciler:
+    """Runs :meth:`step` every ``interval`` seconds, or sooner when :meth:`wake` is called."""
+
+    def __init__(self, core: BrokerCore, interval: float = 1.0) -> None:
+        self.core = core
+        self.interval = interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    def wake(self) -> None:
+        """Reconcile now (after an accept or a cancel)."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self.step()
+            except Exception:
+                log.exception("reconcile step failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+
+    # -- one pass -------------------------------------------------------------------------------
+
+    async def step(self) -> None:
+        """One pass over every active session (one batched platform poll)."""
+        core = self.core
+        core.reap()
+        now = core.clock()
+        rows = core.ledger.active_sessions()
+        to_poll: list[SessionRow] = []
+        for row in rows:
+            phase = Phase(row.phase)
+            if row.stop_requested:
+                await self._finish(
+                    row, Phase(row.stop_requested), now, stop=row.launched is not None
+                )
+            elif phase == Phase.ACCEPTED:
+                core.ledger.transition(row.uuid, Phase.WAITING, now, message="waiting for the slot")
+                if now >= row.start - _prep(row):
+                    await self._launch(row, now)
+            elif phase == Phase.WAITING and now >= row.start - _prep(row):
+                await self._launch(row, now)
+            elif phase == Phase.PREPARING and not row.handle:
+                await self._launch(row, now)  # crashed between marking and launching: adopt
+            elif phase in _RUNNING_PHASES:
+                if now >= row.end:
+                    await self._end_of_slot(row, now)
+                else:
+                    to_poll.append(row)
+            elif phase == Phase.RELEASING:
+                await self._finish(row, Phase.COMPLETED, now, stop=False)
+        if to_poll:
+            await self._poll(to_poll, now)
+
+    async def _launch(self, row: SessionRow, now: datetime) -> None:
+        core = self.core
+        if row.phase != Phase.PREPARING.value:
+            row = core.ledger.transition(
+                row.uuid, Phase.PREPARING, now, message="preparing", launched=now
+            )
+        try:
+            handle = await core.platform.launch(core.spec_for(row))
+        except Exception as exc:
+            log.exception("launch of %s failed", row.uuid)
+            await self._finish(
+                row,
+                Phase.FAILED,
+                now,
+                stop=False,
+                problems=[msg.error(msg.PLATFORM, f"the platform could not start it: {exc}")],
+            )
+            return
+        core.ledger.update_fields(row.uuid, core.clock(), handle=handle)
+
+    async def _poll(self, rows: list[SessionRow], now: datetime) -> None:
+        core = self.core
+        try:
+            statuses = await core.platform.poll([core.spec_for(r) for r in rows])
+        except Exception:
+            log.exception("platform poll failed")
+            return
+        for row in rows:
+            status = statuses.get(row.uuid)
+            if status is not None:
+                await self._apply(row, status, now)
+
+    async def _apply(self, row: SessionRow, status: PlatformStatus, now: datetime) -> None:
+        core = self.core
+        fields: dict[str, Any] = {}
+        new_messages = _new_messages(row, status.messages)
+        connectors = [c.dump() for c in status.connectors]
+        if connectors != (row.connectors or []):
+            fields["connectors"] = connectors
+        if status.outputs and status.outputs != (row.outputs or {}):
+            fields["outputs"] = dict(status.outputs)
+        if status.handle is not None and status.handle != row.handle:
+            fields["handle"] = status.handle
+        if status.state in _STATE_TO_PHASE:
+            phase = _STATE_TO_PHASE[status.state]
+            if phase.value != row.phase or fields or new_messages:
+                core.ledger.transition(
+                    row.uuid,
+                    phase,
+                    now,
+                    messages=new_messages,
+                    message=_summary(new_messages),
+                    **fields,
+                )
+            return
+        if fields:
+            core.ledger.update_fields(row.uuid, now, **fields)
+        if status.state == PlatformState.SUCCEEDED:
+            await self._finish(row, Phase.COMPLETED, now, stop=False, problems=status.messages)
+        elif status.state == PlatformState.FAILED:
+            await self._finish(row, Phase.FAILED, now, stop=False, problems=status.messages)
+        elif status.state == PlatformState.GONE:
+            await self._finish(
+                row,
+                Phase.FAILED,
+                now,
+                stop=False,
+                problems=[msg.error(msg.PLATFORM, "the platform lost track of this session")],
+            )
+
+    async def _end_of_slot(self, row: SessionRow, now: datetime) -> None:
+        """The booked time is over: stop it. A server ends normally; a run that is still going
+        did not finish in time."""
+        interactive = Phase(row.phase) == Phase.AVAILABLE
+        outcome = Phase.COMPLETED if interactive else Phase.FAILED
+        note = (
+            msg.info(msg.PLATFORM, "the booked time ended")
+            if interactive
+            else msg.error(msg.RESOURCE_LIMIT, "the run did not finish within the booked duration")
+        )
+        await self._finish(row, outcome, now, stop=True, problems=[note])
+
+    async def _finish(
+        self,
+        row: SessionRow,
+        outcome: Phase,
+        now: datetime,
+        *,
+        stop: bool,
+        problems: list[MessageItem] | None = None,
+    ) -> None:
+        """RELEASING → outcome: stop and release on the platform, then free the capacity."""
+        core = self.core
+        new_messages = _new_messages(row, problems or [])
+        if row.phase != Phase.RELEASING.value:
+            row = core.ledger.transition(
+                row.uuid,
+                Phase.RELEASING,
+                now,
+                messages=new_messages,
+                message=_summary(new_messages) or "releasing",
+                stop_requested=outcome.value,
+            )
+        spec = core.spec_for(row)
+        try:
+            if stop and row.launched is not None:
+                await core.platform.stop(spec)
+            if row.launched is not None:
+                await core.platform.release(spec)
+        except Exception as exc:
+            log.exception("releasing %s failed", row.uuid)
+            outcome = Phase.FAILED
+            row.messages = [
+                *(row.messages or []),
+                msg.error(msg.PLATFORM, f"releasing the resources failed: {exc}").dump(),
+            ]
+        final = Phase(row.stop_requested) if row.stop_requested else outcome
+        if outcome == Phase.FAILED:
+            final = Phase.FAILED
+        core.ledger.transition(
+            row.uuid,
+            final,
+            core.clock(),
+            message=final.value.lower(),
+            messages=None,
+            connectors=[{**c, "status": "FINISHED"} for c in (row.connectors or [])],
+        )
+        core.release_capacity(row.uuid)
+
+
+def _prep(row: SessionRow) -> timedelta:
+    return timedelta(seconds=row.preparation_s)
+
+
+def _new_messages(row: SessionRow, items: list[MessageItem]) -> list[dict[str, Any]]:
+    """Messages not yet recorded on the row (platforms repeat them on every poll)."""
+    seen = {(m.get("kind"), m.get("message")) for m in (row.messages or [])}
+    out = []
+    for item in items:
+        data = item.dump()
+        key = (data.get("kind"), data.get("message"))
+        if key not in seen:
+            seen.add(key)
+            out.append(data)
+    return out
+
+
+def _summary(messages: list[dict[str, Any]]) -> str | None:
+    return "; ".join(str(m.get("message")) for m in messages if m.get("message")) or None

@@ -1,0 +1,128 @@
+"""The platform plugin interface: one small class per compute platform.
+
+A platform knows its platform (processes, Slurm, Kubernetes, OpenStack) — not HTTP, not the
+ledger's tables, not policies. The broker's reconciler calls it with :class:`SessionSpec`
+snapshots and stores whatever :class:`PlatformStatus` and ``handle`` it returns, so after a
+restart the platform can find its work again from the ledger alone.
+
+Life of a session on a platform::
+
+    check(request)        pure: can this platform run it at all? (else NO, urn:not-supported)
+    preparation(request)  pure: how long before the start must preparing begin
+    launch(spec)          start preparing + running; returns a handle (persisted at once)
+    poll([specs])         batched status of many sessions (one squeue/list call, not N)
+    stop(spec)            cancel / end of slot: stop whatever runs
+    release(spec)         clean up what was created (reservations, pods, servers)
+
+Plugins are found through the entry point group ``eb_broker.platforms``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from traitlets.config import LoggingConfigurable
+
+from eb_sdk.model import ExecutionRequest, MessageItem, SimpleSessionConnector
+
+from ..scheduling import Capacity, Resources
+
+
+class PlatformState(enum.StrEnum):
+    """What a platform says about one session; the reconciler maps it to a session phase."""
+
+    PREPARING = "PREPARING"  # staging, pulling, queued, starting
+    AVAILABLE = "AVAILABLE"  # interactive service up and answering
+    RUNNING = "RUNNING"  # executing
+    SUCCEEDED = "SUCCEEDED"  # finished well
+    FAILED = "FAILED"  # finished badly: messages say why
+    GONE = "GONE"  # the platform has no trace of it (lost)
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """A snapshot of one booked session, as a platform needs it (plain data, no ORM)."""
+
+    uuid: str
+    owner: str
+    groups: tuple[str, ...]
+    request: ExecutionRequest
+    resources: Resources
+    start: datetime
+    end: datetime
+    preparation: timedelta
+    handle: dict[str, Any] = field(default_factory=dict)
+    work_dir: str = ""
+
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
+
+
+@dataclass
+class PlatformStatus:
+    """A platform's answer for one session in :meth:`Platform.poll`."""
+
+    state: PlatformState
+    messages: list[MessageItem] = field(default_factory=list)
+    connectors: list[SimpleSessionConnector] = field(default_factory=list)
+    handle: dict[str, Any] | None = None  # updated handle to persist, if it changed
+    outputs: dict[str, str] = field(default_factory=dict)  # e.g. output notebook path
+
+
+class Platform(LoggingConfigurable):
+    """Base class of platform plugins. Subclasses override the methods below."""
+
+    #: Short name shown in capabilities and offers (``local``, ``slurm``, ...).
+    name: ClassVar[str] = "abstract"
+
+    def executable_kinds(self) -> list[str]:
+        """Kind URIs of the executables this platform can run."""
+        raise NotImplementedError
+
+    def capacity(self) -> Capacity:
+        """The platform's capacity, possibly varying over time."""
+        raise NotImplementedError
+
+    def external_usage(self) -> list[tuple[str, datetime, datetime, Resources]]:
+        """Usage the broker did not book (other jobs on a shared cluster): (key, start, end, res).
+
+        The broker adds these to its timeline after each :meth:`refresh`.
+        """
+        return []
+
+    async def refresh(self) -> None:
+        """Re-read capacity and external usage from the platform (called periodically)."""
+
+    def check(self, request: ExecutionRequest) -> list[MessageItem]:
+        """Why this platform cannot run ``request`` at all (empty list: it can). Pure."""
+        return []
+
+    def preparation(self, request: ExecutionRequest) -> timedelta:
+        """Time needed before the start (image pull, staging estimate). Pure."""
+        return timedelta(0)
+
+    async def launch(self, spec: SessionSpec) -> dict[str, Any]:
+        """Start preparing and running ``spec``; return the handle to persist.
+
+        Must be idempotent per ``spec.uuid``: after a broker crash it may be called again for a
+        session whose launch already happened, and must then adopt the existing work.
+        """
+        raise NotImplementedError
+
+    async def poll(self, specs: list[SessionSpec]) -> dict[str, PlatformStatus]:
+        """Status of many launched sessions at once, keyed by uuid."""
+        raise NotImplementedError
+
+    async def stop(self, spec: SessionSpec) -> None:
+        """Stop whatever runs for ``spec`` (cancel, or the end of the booked slot)."""
+        raise NotImplementedError
+
+    async def release(self, spec: SessionSpec) -> None:
+        """Clean up what was created for ``spec`` after it stopped."""
+
+    async def close(self) -> None:
+        """Called when the broker shuts down (sessions keep running)."""

@@ -1,0 +1,315 @@
+"""Pure translation between the wire model and the scheduler's plain data.
+
+No I/O here, so the rules (defaults, limits, what becomes NO and why) are unit-tested alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eb_sdk.model import (
+    Accelerator,
+    AcceleratorType,
+    ComponentMetadata,
+    EnumValueOption,
+    ExecutionRequest,
+    MessageItem,
+    MinMax,
+    Phase,
+    ScheduledExecutionSchedule,
+    ScheduledExecutionSession,
+    ScheduleStartDurationInstant,
+    ScheduleStartDurationInterval,
+    SimpleComputeResource,
+    SimpleSessionConnector,
+    SimpleStorageResource,
+)
+from eb_sdk.model import messages as msg
+from eb_sdk.model.times import Interval
+
+from .scheduling import Demand, Resources
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A broker's per-session limits and defaults (from configuration)."""
+
+    max_resources: Resources
+    default_cores: int = 1
+    default_memory_gib: int = 1
+    default_duration: timedelta = timedelta(hours=1)
+    max_duration: timedelta = timedelta(days=7)
+    horizon: timedelta = timedelta(days=14)
+
+
+@dataclass
+class Translation:
+    """The scheduler's alternatives for one request, or the reasons it cannot be served."""
+
+    demands: list[Demand] = field(default_factory=list)
+    problems: list[MessageItem] = field(default_factory=list)
+
+
+def _range(value: MinMax | None, default_min: int) -> tuple[int, int]:
+    low = value.min if value and value.min is not None else None
+    high = value.max if value and value.max is not None else None
+    if low is None:
+        low = min(default_min, high) if high is not None else default_min
+    if high is None:
+        high = low
+    return low, high
+
+
+def _accelerator_pools(accel: Accelerator, pools: Collection[str]) -> list[str]:
+    """Capacity pools that satisfy one accelerator requirement (``gpu`` matches any model)."""
+    wanted = accel.pool_name.lower()
+    if ":" in wanted:
+        return [p for p in pools if p.lower() == wanted]
+    return [p for p in pools if p.lower().split(":", 1)[0] == wanted]
+
+
+def request_to_demands(
+    request: ExecutionRequest,
+    *,
+    now: datetime,
+    limits: Limits,
+    preparation: timedelta,
+    accelerator_pools: Collection[str] = (),
+) -> Translation:
+    """The demand(s) for ``request``; several when an accelerator may come from several pools."""
+    out = Translation()
+    compute = request.compute
+    if compute is not None and not isinstance(compute, SimpleComputeResource):
+        out.problems.append(
+            msg.error(
+                msg.NOT_SUPPORTED,
+                f"compute kind {compute.kind} is not supported",
+                kind_uri=compute.kind,
+            )
+        )
+        return out
+    cores = _range(compute.cores if compute else None, limits.default_cores)
+    memory = _range(compute.memory if compute else None, limits.default_memory_gib)
+    storage_min = storage_max = 0
+    for item in request.storage or []:
+        if not isinstance(item, SimpleStorageResource):
+            out.problems.append(
+                msg.error(
+                    msg.NOT_SUPPORTED,
+                    f"storage kind {item.kind} is not supported",
+                    kind_uri=item.kind,
+                )
+            )
+            continue
+        low, high = _range(item.size, 0)
+        storage_min, storage_max = storage_min + low, storage_max + high
+
+    schedule = request.schedule.requested if request.schedule else None
+    duration = (
+        schedule.duration if schedule and schedule.duration is not None else limits.default_duration
+    )
+    if duration <= timedelta(0):
+        out.problems.append(
+            msg.error(msg.INVALID_REQUEST, "the requested duration must be positive")
+        )
+    elif duration > limits.max_duration:
+        out.problems.append(
+            msg.error(
+                msg.RESOURCE_LIMIT,
+                f"the requested duration {_human(duration)} is longer than this broker's "
+                f"limit of {_human(limits.max_duration)}",
+                requested=duration,
+                limit=limits.max_duration,
+            )
+        )
+    maximum = limits.max_resources
+    for name, (low, limit) in {
+        "cores": (cores[0], maximum.cores),
+        "memory (GiB)": (memory[0], maximum.memory_gib),
+        "storage (GiB)": (storage_min, maximum.storage_gib),
+    }.items():
+        if low > limit:
+            out.problems.append(
+                msg.error(
+                    msg.RESOURCE_LIMIT,
+                    f"the minimum of {low} {name} is more than the {limit} "
+                    "one session can have here",
+                    resource=name,
+                    requested=low,
+                    limit=limit,
+                )
+            )
+
+    windows: list[Interval] = []
+    for window in schedule.windows if schedule else []:
+        end = window.end if window.end > window.start else window.start + timedelta(seconds=1)
+        if end <= now:
+            continue
+        if window.start < now:
+            window = Interval(now, max(now, window.end))
+        windows.append(window)
+    if schedule and schedule.windows and not windows:
+        out.problems.append(
+            msg.error(msg.INVALID_REQUEST, "every requested start window is in the past")
+        )
+    for window in windows:
+        if window.start > now + limits.horizon:
+            out.problems.append(
+                msg.error(
+                    msg.RESOURCE_LIMIT,
+                    f"this broker books at most {_human(limits.horizon)} ahead",
+                    horizon=limits.horizon,
+                )
+            )
+            break
+
+    accel_choices: list[list[tuple[str, int, int]]] = [[]]
+    for accel in (compute.accelerators if compute else None) or []:
+        low, high = _range(accel.count, 1)
+        pools = _accelerator_pools(accel, accelerator_pools)
+        if not pools:
+            out.problems.append(
+                msg.error(
+                    msg.NOT_SUPPORTED,
+                    f"no {accel.pool_name} accelerators on this platform",
+                    accelerator=accel.pool_name,
+                )
+            )
+            continue
+        accel_choices = [[*choice, (pool, low, high)] for choice in accel_choices for pool in pools]
+    if out.problems:
+        return out
+
+    for choice in accel_choices:
+        acc_min = {pool: low for pool, low, _ in choice}
+        acc_max = {pool: high for pool, _, high in choice}
+        out.demands.append(
+            Demand(
+                minimum=Resources(cores[0], memory[0], acc_min, storage_min),
+                maximum=Resources(cores[1], memory[1], acc_max, storage_max),
+                duration=duration,
+                windows=tuple(windows),
+                preparation=preparation,
+            )
+        )
+    return out
+
+
+def _human(td: timedelta) -> str:
+    seconds = int(td.total_seconds())
+    days, rem = divmod(seconds, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes = rem // 60
+    parts = [
+        f"{days} d" if days else "",
+        f"{hours} h" if hours else "",
+        f"{minutes} min" if minutes else "",
+    ]
+    return " ".join(p for p in parts if p) or f"{seconds} s"
+
+
+def options_for(phase: Phase) -> list[Any]:
+    """The updates a client may make in ``phase`` (``meta.options``)."""
+    if phase == Phase.OFFERED:
+        return [EnumValueOption(path="phase", values=[Phase.ACCEPTED.value, Phase.REJECTED.value])]
+    if phase.is_active:
+        return [EnumValueOption(path="phase", values=[Phase.CANCELLED.value])]
+    return []
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """What the wire form of a session needs, independent of the ORM row."""
+
+    uuid: str
+    phase: Phase
+    name: str | None
+    created: datetime
+    modified: datetime
+    expires: datetime | None
+    start: datetime
+    end: datetime
+    preparation: timedelta
+    resources: Resources
+    request: dict[str, Any]
+    messages: Sequence[dict[str, Any]]
+    connectors: Sequence[dict[str, Any]]
+    outputs: dict[str, Any]
+
+
+def session_to_wire(
+    view: SessionView, *, url: str, platform: str, broker: str
+) -> ScheduledExecutionSession:
+    """The ScheduledExecutionSession for a ledger row: what was asked, what was booked, when."""
+    request = ExecutionRequest.model_validate(view.request)
+    res = view.resources
+    compute = SimpleComputeResource(
+        cores=MinMax(min=res.cores, max=res.cores),
+        memory=MinMax(min=res.memory_gib, max=res.memory_gib),
+        accelerators=[
+            Accelerator(
+                type=_accel_type(pool),
+                model=pool.split(":", 1)[1] if ":" in pool else None,
+                count=MinMax(min=count, max=count),
+            )
+            for pool, count in sorted(dict(res.accelerators).items())
+        ]
+        or None,
+    )
+    if request.compute is not None and request.compute.volumes:
+        compute.volumes = request.compute.volumes
+    storage = request.storage
+    if storage and res.storage_gib:
+        storage = [
+            SimpleStorageResource(
+                **{**s.dump(), "size": {"min": res.storage_gib, "max": res.storage_gib}}
+            )
+            if isinstance(s, SimpleStorageResource) and len(storage) == 1
+            else s
+            for s in storage
+        ]
+    schedule = ScheduledExecutionSchedule(
+        preparing=ScheduleStartDurationInstant(
+            start=view.start - view.preparation, duration=view.preparation
+        ),
+        available=ScheduleStartDurationInterval(
+            start=Interval(view.start, view.start), duration=view.end - view.start
+        ),
+        releasing=ScheduleStartDurationInstant(start=view.end),
+    )
+    extra: dict[str, Any] = {"jeb:platform": {"name": platform, "broker": broker}}
+    if view.outputs:
+        extra["jeb:outputs"] = dict(view.outputs)
+    return ScheduledExecutionSession(
+        meta=ComponentMetadata(
+            uuid=view.uuid,
+            name=view.name,
+            url=url,
+            created=view.created,
+            modified=view.modified,
+            messages=[MessageItem.model_validate(m) for m in view.messages] or None,
+            options=options_for(view.phase) or None,
+        ),
+        phase=view.phase,
+        expires=view.expires if view.phase == Phase.OFFERED else None,
+        executable=request.executable,
+        compute=compute,
+        storage=storage,
+        data=request.data,
+        schedule=schedule,
+        connectors=[SimpleSessionConnector.model_validate(c) for c in view.connectors] or None,
+        **extra,
+    )
+
+
+def _accel_type(pool: str) -> AcceleratorType:
+    head = pool.split(":", 1)[0].upper()
+    return AcceleratorType(head) if head in AcceleratorType.__members__ else AcceleratorType.OTHER
+
+
+def utcnow() -> datetime:
+    """Now, aware, in UTC (one place so tests can reason about it)."""
+    return datetime.now(UTC)

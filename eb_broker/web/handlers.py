@@ -1,0 +1,321 @@
+"""Tornado handlers: parse, authenticate, call the core, render. Nothing else."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, TypeVar
+
+from prometheus_client import generate_latest
+from pydantic import BaseModel, ValidationError
+from tornado import web
+
+from eb_sdk.model import (
+    EnumValueUpdate,
+    ExecutionRequest,
+    OfferSetResponse,
+    Phase,
+    ScheduledExecutionSession,
+    parse_body,
+    render,
+)
+from eb_sdk.model import messages as msg
+from eb_sdk.model.base import KindModel
+from eb_sdk.model.components import AbstractUpdate
+from eb_sdk.model.serialization import BodyParseError, UnsupportedMediaType, negotiate
+from eb_sdk.model.sessions import AbstractExecutionSession
+
+from ..auth import AuthError, Identity
+from ..core import view_of
+from ..ledger import (
+    CapacityError,
+    InvalidTransitionError,
+    LedgerError,
+    NotFoundError,
+    OfferExpiredError,
+    SessionRow,
+)
+from ..translate import session_to_wire
+from .errors import ApiError, validation_details
+
+log = logging.getLogger("eb_broker.web")
+M = TypeVar("M", bound=BaseModel)
+
+_LEDGER_STATUS = {
+    NotFoundError: 404,
+    OfferExpiredError: 409,
+    InvalidTransitionError: 409,
+    CapacityError: 409,
+}
+
+
+class BaseHandler(web.RequestHandler):
+    """Content negotiation, identity and MessageItem errors for every endpoint."""
+
+    identity: Identity | None = None
+
+    @property
+    def broker(self) -> Any:
+        return self.settings["eb_broker"]
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+
+    async def prepare(self) -> None:
+        self.broker.metrics_started(self)
+        authenticators = self.settings["eb_authenticators"]
+        for authenticator in authenticators:
+            try:
+                identity = await authenticator.authenticate(self.request.headers)
+            except AuthError as exc:
+                raise ApiError(401, msg.UNAUTHORIZED, f"authentication failed: {exc}") from None
+            if identity is not None:
+                self.identity = identity
+                return
+
+    def require_identity(self) -> Identity:
+        if self.identity is None:
+            raise ApiError(
+                401, msg.UNAUTHORIZED, "this needs credentials (Authorization: Bearer <token>)"
+            )
+        return self.identity
+
+    def on_finish(self) -> None:
+        self.broker.metrics_finished(self)
+
+    # -- bodies -------------------------------------------------------------------------------
+
+    def read_model(self, cls: type[M]) -> tuple[M, dict[str, Any]]:
+        """Parse and validate the body as ``cls``; 4xx with MessageItems on any problem."""
+        limit = self.settings["eb_max_body_size"]
+        if len(self.request.body) > limit:
+            raise ApiError(413, msg.INVALID_REQUEST, f"the body is larger than {limit} bytes")
+        if not self.request.body.strip():
+            raise ApiError(400, msg.INVALID_REQUEST, "the request has no body")
+        try:
+            data = parse_body(self.request.body, self.request.headers.get("Content-Type"))
+        except UnsupportedMediaType as exc:
+            raise ApiError(415, msg.INVALID_REQUEST, str(exc)) from None
+        except (BodyParseError, UnicodeDecodeError) as exc:
+            raise ApiError(400, msg.INVALID_REQUEST, str(exc)) from None
+        if not isinstance(data, dict):
+            raise ApiError(400, msg.INVALID_REQUEST, "the body must be an object (a mapping)")
+        try:
+            if issubclass(cls, KindModel):
+                return cls.dispatch(data), data
+            return cls.model_validate(data), data
+        except ValidationError as exc:
+            details = validation_details(exc)
+            summary = "; ".join(str(d) for d in details[:3])
+            raise ApiError(
+                400, msg.INVALID_REQUEST, f"invalid {cls.__name__}: {summary}", details
+            ) from None
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise ApiError(400, msg.INVALID_REQUEST, f"invalid {cls.__name__}: {exc}") from None
+
+    def respond(self, obj: Any, status: int = 200) -> None:
+        media = negotiate(self.request.headers.get("Accept"))
+        self.set_status(status)
+        self.set_header("Content-Type", f"{media}; charset=utf-8")
+        self.finish(render(obj, media))
+
+    def url_for(self, path: str) -> str:
+        base = self.settings["eb_public_url"] or f"{self.request.protocol}://{self.request.host}"
+        return base.rstrip("/") + self.settings["eb_base_url"].rstrip("/") + path
+
+    def session_wire(self, row: SessionRow) -> ScheduledExecutionSession:
+        return session_to_wire(
+            view_of(row),
+            url=self.url_for(f"/sessions/{row.uuid}"),
+            platform=self.broker.platform_obj.name,
+            broker=self.broker.core.settings.name,
+        )
+
+    # -- errors ---------------------------------------------------------------------------------
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, ApiError):
+            self._send_error(e.status, e.item)
+            return
+        if isinstance(e, LedgerError):
+            self._send_error(_LEDGER_STATUS.get(type(e), 409), msg.error(e.kind, str(e)))
+            return
+        if isinstance(e, web.HTTPError) and e.status_code < 500:
+            self._send_error(
+                e.status_code,
+                msg.error(msg.INVALID_REQUEST, e.log_message or e.reason or "bad request"),
+            )
+            return
+        super()._handle_request_exception(e)
+
+    def _send_error(self, status: int, item: msg.MessageItem) -> None:
+        if self._finished:
+            return
+        self.clear()
+        self.set_default_headers()
+        media = negotiate(self.request.headers.get("Accept"))
+        self.set_status(status)
+        self.set_header("Content-Type", f"{media}; charset=utf-8")
+        self.finish(render(item, media))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        text = "internal error" if status_code >= 500 else str(exc or self._reason)
+        kind = msg.INTERNAL if status_code >= 500 else msg.INVALID_REQUEST
+        media = negotiate(self.request.headers.get("Accept"))
+        self.set_header("Content-Type", f"{media}; charset=utf-8")
+        self.finish(render(msg.error(kind, text), media))
+
+
+def _uuid(value: str) -> str:
+    import uuid as uuidlib
+
+    try:
+        return str(uuidlib.UUID(value))
+    except ValueError:
+        raise ApiError(404, msg.NOT_FOUND, f"{value!r} is not a uuid") from None
+
+
+class RequestsHandler(BaseHandler):
+    """``POST /requests``: offers for a request (303 + Location + body, YES or NO)."""
+
+    async def post(self) -> None:
+        identity = self.require_identity()
+        request, raw = self.read_model(ExecutionRequest)
+        started = time.perf_counter()
+        offerset, rows = self.broker.core.request_offers(identity, request, raw)
+        self.broker.observe_offer_latency(time.perf_counter() - started)
+        url = self.url_for(f"/offersets/{offerset.uuid}")
+        self.set_header("Location", url)
+        self.respond(self.broker.offerset_wire(self, offerset, rows), 303)
+
+
+class OfferSetHandler(BaseHandler):
+    async def get(self, uuid: str) -> None:
+        identity = self.require_identity()
+        offerset, rows = self.broker.core.get_offerset(identity, _uuid(uuid))
+        self.respond(self.broker.offerset_wire(self, offerset, rows))
+
+
+class SessionHandler(BaseHandler):
+    async def get(self, uuid: str) -> None:
+        identity = self.require_identity()
+        row = self.broker.core.get_session(identity, _uuid(uuid))
+        self.respond(self.session_wire(row))
+
+    async def post(self, uuid: str) -> None:
+        identity = self.require_identity()
+        uuid = _uuid(uuid)
+        self.broker.core.get_session(identity, uuid)  # 404 before body errors for others' ids
+        update, _ = self.read_model(AbstractUpdate)
+        if not isinstance(update, EnumValueUpdate):
+            raise ApiError(
+                400,
+                msg.INVALID_UPDATE,
+                f"unsupported update kind {update.kind}: use uri:enum-value-update on phase",
+            )
+        if update.normalized_path not in ("phase", "state"):
+            raise ApiError(
+                400, msg.INVALID_UPDATE, f"path {update.path!r} cannot be updated; use 'phase'"
+            )
+        row = self.broker.core.update_phase(identity, uuid, update.value)
+        self.broker.reconciler_wake()
+        self.respond(self.session_wire(row))
+
+
+class SessionListHandler(BaseHandler):
+    async def get(self) -> None:
+        identity = self.require_identity()
+        raw = ",".join(self.get_arguments("phase"))
+        phases = None
+        if raw.strip():
+            try:
+                phases = [Phase.parse(p).value for p in raw.split(",") if p.strip()]
+            except ValueError:
+                raise ApiError(400, msg.INVALID_REQUEST, f"unknown phase in {raw!r}") from None
+        rows = self.broker.core.list_sessions(identity, phases)
+        self.respond([self.session_wire(row) for row in rows])
+
+
+class DirectHandler(BaseHandler):
+    """``POST /direct``: book the earliest offer at once (303 to the session)."""
+
+    async def post(self) -> None:
+        identity = self.require_identity()
+        request, raw = self.read_model(ExecutionRequest)
+        offerset, rows = self.broker.core.request_offers(identity, request, raw)
+        if not rows:
+            answer = self.broker.offerset_wire(self, offerset, rows)
+            details = answer.messages
+            summary = "; ".join(str(m) for m in details[:3]) or "no offer"
+            raise ApiError(409, msg.NO_CAPACITY, f"cannot run this: {summary}", details)
+        row = self.broker.core.accept(identity, rows[0].uuid)
+        self.broker.reconciler_wake()
+        self.set_header("Location", self.url_for(f"/sessions/{row.uuid}"))
+        self.respond(self.session_wire(row), 303)
+
+
+class CapabilitiesHandler(BaseHandler):
+    async def get(self) -> None:
+        self.respond(self.broker.capabilities())
+
+
+class HealthHandler(BaseHandler):
+    async def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(self.broker.health()))
+
+
+class OpenAPIHandler(BaseHandler):
+    async def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(self.broker.openapi(self)))
+
+
+class MetricsHandler(BaseHandler):
+    async def get(self) -> None:
+        self.broker.update_gauges()
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(generate_latest(self.broker.registry))
+
+
+class NotFoundHandler(BaseHandler):
+    async def prepare(self) -> None:
+        raise ApiError(404, msg.NOT_FOUND, f"no such endpoint: {self.request.path}")
+
+
+def offerset_wire(handler: BaseHandler, offerset: Any, rows: list[SessionRow]) -> OfferSetResponse:
+    """The OfferSetResponse of a ledger offer set (its offers as sessions)."""
+    from eb_sdk.model import ComponentMetadata, MessageItem
+
+    return OfferSetResponse(
+        meta=ComponentMetadata(
+            uuid=offerset.uuid,
+            url=handler.url_for(f"/offersets/{offerset.uuid}"),
+            created=offerset.created,
+            messages=[MessageItem.model_validate(m) for m in offerset.messages] or None,
+        ),
+        result=offerset.result,
+        offers=[handler.session_wire(row) for row in rows] or None,
+    )
+
+
+def routes(base_url: str) -> list[tuple[str, type[BaseHandler]]]:
+    """URL patterns under ``base_url``."""
+    prefix = "/" + base_url.strip("/") if base_url.strip("/") else ""
+    table: list[tuple[str, type[BaseHandler]]] = [
+        (r"/requests/?", RequestsHandler),
+        (r"/offersets/([^/]+)/?", OfferSetHandler),
+        (r"/direct/?", DirectHandler),
+        (r"/sessions/?", SessionListHandler),
+        (r"/sessions/([^/]+)/?", SessionHandler),
+        (r"/capabilities/?", CapabilitiesHandler),
+        (r"/health/?", HealthHandler),
+        (r"/openapi.json", OpenAPIHandler),
+        (r"/metrics/?", MetricsHandler),
+    ]
+    return [(prefix + pattern, handler) for pattern, handler in table]
+
+
+__all__ = ["AbstractExecutionSession", "offerset_wire", "routes"]

@@ -1,0 +1,1 @@
+"""The JupyterLab extension's Python side (not implemented yet)."""

@@ -1,0 +1,1 @@
+"""A JupyterHub spawner that consults Execution Brokers (not implemented yet)."""
