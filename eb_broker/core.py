@@ -44,6 +44,8 @@ class Settings:
     max_offers: int = 4
     step: timedelta = timedelta(hours=1)
     hold_offers: bool = True
+    #: Offered starts are rounded up to this ("now" means now + preparation, to the second).
+    granularity: timedelta = timedelta(seconds=1)
     admin_users: frozenset[str] = frozenset()
 
 
@@ -162,6 +164,7 @@ class BrokerCore:
                     max_offers=self.settings.max_offers,
                     step=self.settings.step,
                     horizon=self.limits.horizon,
+                    granularity=self.settings.granularity,
                 )
                 if isinstance(found, NoFit):
                     misses.append(found)

@@ -1,0 +1,121 @@
+"""Sessions run for real on the local platform: papermill notebooks and Jupyter servers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nbformat
+
+from tests.broker.helpers import SERVER, accept, notebook_request
+from tests.fixtures.services import BrokerProcess
+
+FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+def _notebook(path: Path, *cells: str) -> str:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("x = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+    return str(path)
+
+
+def _wait(
+    c: httpx.Client, url: str, phases: set[str], timeout: float = 120
+) -> tuple[dict[str, Any], list[str]]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session = c.get(url).json()
+        if not seen or seen[-1] != session["phase"]:
+            seen.append(session["phase"])
+        if session["phase"] in phases:
+            return session, seen
+        time.sleep(0.2)
+    raise AssertionError(f"{url} stayed in {seen} (wanted {phases})")
+
+
+def _book_now(c: httpx.Client, body: dict[str, Any]) -> str:
+    answer = c.post("/requests", json=body).json()
+    assert answer["result"] == "YES", answer
+    url = answer["offers"][0]["meta"]["url"]
+    assert accept(c, url).status_code == 200
+    return str(url)
+
+
+def test_notebook_runs_with_parameters_and_completes(broker: BrokerProcess, tmp_path: Path) -> None:
+    nb = _notebook(tmp_path / "double.ipynb", "y = x * 2\nprint('y is', y)")
+    body = notebook_request(location=nb)
+    body["executable"]["jeb:parameters"] = {"x": 21}
+    with broker.client() as c:
+        url = _book_now(c, body)
+        session, seen = _wait(c, url, FINAL)
+        assert session["phase"] == "COMPLETED", session
+        assert "PREPARING" in seen or "RUNNING" in seen
+        out = nbformat.read(session["jeb:outputs"]["notebook"], as_version=4)
+        text = json.dumps([cell.get("outputs") for cell in out.cells])
+        assert "y is 42" in text
+        assert not session["meta"].get("options")  # nothing left to change
+
+
+def test_failing_notebook_reports_cell_and_error(broker: BrokerProcess, tmp_path: Path) -> None:
+    nb = _notebook(tmp_path / "fail.ipynb", "a = 1", "b = a / 0", "c = 3")
+    with broker.client() as c:
+        url = _book_now(c, notebook_request(location=nb))
+        session, _ = _wait(c, url, FINAL)
+        assert session["phase"] == "FAILED"
+        text = " ".join(m.get("message", "") for m in session["meta"]["messages"])
+        assert "ZeroDivisionError" in text and "cell" in text
+
+
+def _runner_pids(uuid: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"local_runner .*{uuid}"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_server_available_survives_kill9_and_cancel_stops_it(broker: BrokerProcess) -> None:
+    body = notebook_request(duration="PT1H")
+    body["executable"] = {"kind": SERVER}
+    with broker.client() as c:
+        url = _book_now(c, body)
+        session, _ = _wait(c, url, {"AVAILABLE", *FINAL})
+        assert session["phase"] == "AVAILABLE", session
+        connector = session["connectors"][0]
+        assert connector["protocol"] == "HTTP" and connector["status"] == "AVAILABLE"
+        location = connector["location"]
+        api = location.replace("/?token=", "/api/status?token=")
+        assert httpx.get(api, timeout=10).status_code == 200
+        uuid = session["meta"]["uuid"]
+        pids = _runner_pids(uuid)
+        assert len(pids) == 1
+    broker.kill9()
+    broker.start()
+    with broker.client() as c:
+        again = c.get(url).json()
+        assert again["phase"] == "AVAILABLE"
+        time.sleep(1.0)  # a few reconcile passes after the restart
+        assert _runner_pids(uuid) == pids, "the server was started twice"
+        assert httpx.get(api, timeout=10).status_code == 200
+        r = accept(c, url, "CANCELLED")
+        assert r.status_code == 200
+        session, _ = _wait(c, url, FINAL)
+        assert session["phase"] == "CANCELLED"
+        assert session["connectors"][0]["status"] == "FINISHED"
+    deadline = time.monotonic() + 20
+    while _runner_pids(uuid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _runner_pids(uuid)
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status")
+        assert not status.exists() or "zombie" in status.read_text()
