@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -198,6 +199,10 @@ class EBBroker(Application):
             work_dir=os.path.abspath(self.work_dir),
         )
         self.core.load()
+        # The loaded timeline is long-lived: keep the cyclic GC from re-scanning it on every
+        # full collection (that was a 100+ ms pause at 100k bookings).
+        gc.collect()
+        gc.freeze()
         self.reconciler = Reconciler(self.core, self.reconcile_interval)
         self._init_metrics()
         auth: list[Authenticator] = []
@@ -294,12 +299,9 @@ class EBBroker(Application):
         self.m_latency.observe(seconds)
 
     def update_gauges(self) -> None:
-        counts: dict[str, int] = {}
-        for row in self.core.ledger.active_sessions():
-            counts[row.phase] = counts.get(row.phase, 0) + 1
+        counts = self.core.ledger.count_by_phase()
         for phase in Phase:
-            if phase.is_active:
-                self.m_sessions.labels(phase.value).set(counts.get(phase.value, 0))
+            self.m_sessions.labels(phase.value).set(counts.get(phase.value, 0))
         self.m_bookings.set(len(self.core.timeline))
 
     def _log_request(self, handler: web.RequestHandler) -> None:

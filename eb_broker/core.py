@@ -9,7 +9,7 @@ re-checks capacity there.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from eb_sdk.model import messages as msg
 
 from .auth import Identity
 from .ledger import (
+    Booked,
     InvalidTransitionError,
     Ledger,
     NotFoundError,
@@ -30,6 +31,7 @@ from .ledger import (
 from .platforms.base import Platform, SessionSpec
 from .policies import PolicyChain
 from .scheduling import Capacity, NoFit, Resources, Slot, Timeline, find_slots
+from .scheduling.check import shortfall
 from .translate import Limits, SessionView, request_to_demands, utcnow
 
 log = logging.getLogger("eb_broker")
@@ -73,6 +75,7 @@ class BrokerCore:
         self.timeline = Timeline()
         self.capacity: Capacity = platform.capacity()
         self._external: dict[str, tuple[datetime, datetime, Resources]] = {}
+        self._next_expiry: datetime | None = None
 
     # -- start-up and housekeeping ------------------------------------------------------------
 
@@ -80,9 +83,10 @@ class BrokerCore:
         """Rebuild the timeline from the ledger (after a start or restart)."""
         now = self.clock()
         self.ledger.expire_due(now)
+        self._next_expiry = self.ledger.next_offer_expiry()
         self.timeline = Timeline()
-        for row in self.ledger.holding(now):
-            self.timeline.add(row.uuid, row.start, row.end, row_resources(row))
+        for booked in self.ledger.holding(now):
+            self.timeline.add(booked.uuid, booked.start, booked.end, booked.resources)
         self._external = {}
         self.sync_external()
 
@@ -99,10 +103,18 @@ class BrokerCore:
         self.capacity = self.platform.capacity()
 
     def reap(self) -> list[str]:
-        """Expire offers whose time is up and free their capacity."""
-        expired = self.ledger.expire_due(self.clock())
+        """Expire offers whose time is up and free their capacity.
+
+        Cheap when nothing is due: the ledger is only written when the earliest known offer
+        expiry has passed.
+        """
+        now = self.clock()
+        if self._next_expiry is None or now < self._next_expiry:
+            return []
+        expired = self.ledger.expire_due(now)
         for uuid in expired:
             self.timeline.remove(uuid)
+        self._next_expiry = self.ledger.next_offer_expiry()
         return expired
 
     def release_capacity(self, uuid: str) -> None:
@@ -187,6 +199,8 @@ class BrokerCore:
             expires=now + self.settings.offer_expiry,
             name=request.name,
         )
+        if rows and (self._next_expiry is None or offerset.expires < self._next_expiry):
+            self._next_expiry = offerset.expires
         if self.settings.hold_offers:
             for row in rows:
                 self.timeline.add(row.uuid, row.start, row.end, row_resources(row))
@@ -194,20 +208,20 @@ class BrokerCore:
 
     # -- updates --------------------------------------------------------------------------------
 
-    def _fits(self, row: SessionRow, overlapping: list[SessionRow]) -> list[str]:
+    def _fits(self, row: SessionRow, overlapping: list[Booked]) -> list[str]:
         """Does ``row`` fit next to ``overlapping`` (read in the accept transaction)?"""
-        local = Timeline()
-        for other in overlapping:
-            local.add(other.uuid, other.start, other.end, row_resources(other))
-        for key, (start, end, resources) in self._external.items():
-            if start < row.end and end > row.start:
-                local.add(key, start, end, resources)
-        free = local.free_min(self.capacity, row.start, row.end)
-        wanted = row_resources(row)
-        if wanted.fits_in(free):
+        others: list[tuple[datetime, datetime, Mapping[str, int]]] = [
+            (b.start, b.end, b.amounts) for b in overlapping
+        ]
+        others += [
+            (start, end, dict(res.items()))
+            for start, end, res in self._external.values()
+            if start < row.end and end > row.start
+        ]
+        short = shortfall(self.capacity, others, row.start, row.end, row_resources(row))
+        if not short:
             return []
-        short = ", ".join(wanted.exceeded_dimensions(free))
-        return [f"the slot is no longer free ({short} already booked)"]
+        return [f"the slot is no longer free ({', '.join(short)} already booked)"]
 
     def accept(self, identity: Identity, uuid: str) -> SessionRow:
         """Accept an offer (atomic in the ledger); its siblings are rejected."""

@@ -73,7 +73,7 @@ class Reconciler:
         core = self.core
         core.reap()
         now = core.clock()
-        rows = core.ledger.active_sessions()
+        rows = core.ledger.work_list(now)
         to_poll: list[SessionRow] = []
         for row in rows:
             phase = Phase(row.phase)

@@ -2,6 +2,7 @@
 
 from .db import current_revision, make_engine, migrate
 from .repository import (
+    Booked,
     CapacityError,
     InvalidTransitionError,
     Ledger,
@@ -14,6 +15,7 @@ from .repository import (
 from .tables import EventRow, OfferSetRow, SessionRow
 
 __all__ = [
+    "Booked",
     "CapacityError",
     "EventRow",
     "InvalidTransitionError",

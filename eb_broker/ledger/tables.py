@@ -71,6 +71,9 @@ class SessionRow(Base):
     start: Mapped[datetime] = mapped_column(UTCDateTime())
     end: Mapped[datetime] = mapped_column(UTCDateTime())
     preparation_s: Mapped[int] = mapped_column(Integer, default=0)
+    #: ``start - preparation``: when the reconciler must launch it (indexed, so a pass only
+    #: reads the sessions that need attention, not every booking).
+    launch_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     cores: Mapped[int] = mapped_column(Integer, default=0)
     memory_gib: Mapped[int] = mapped_column(Integer, default=0)
     storage_gib: Mapped[int] = mapped_column(Integer, default=0)
@@ -87,6 +90,7 @@ class SessionRow(Base):
         Index("ix_sessions_owner_phase", "owner", "phase"),
         Index("ix_sessions_phase_start", "phase", "start"),
         Index("ix_sessions_start_end", "start", "end"),
+        Index("ix_sessions_phase_launch", "phase", "launch_at"),
     )
 
 

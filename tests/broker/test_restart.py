@@ -31,17 +31,38 @@ def test_kill9_keeps_bookings_and_offers(broker: BrokerProcess) -> None:
         assert accept(c, offer_url).status_code == 200
 
 
-def test_migrations_are_versioned_and_idempotent(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_upgrade_from_0001_keeps_bookings_and_backfills(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from alembic import command
+    from alembic.config import Config
+
+    from eb_broker.ledger.db import MIGRATIONS
+
     url = f"sqlite:///{tmp_path / 'l.sqlite'}"
     engine = make_engine(url)
     assert current_revision(engine) is None
-    migrate(engine)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
     assert current_revision(engine) == "0001"
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO offersets (uuid, owner, created, expires, result, request, messages) "
-            "VALUES ('x', 'alice', '2026-01-01 00:00:00', '2026-01-01 00:05:00', 'NO', '{}', '[]')"
+            "VALUES ('o', 'alice', '2026-01-01 00:00:00', '2026-01-01 00:05:00', 'YES', '{}', '[]')"
         )
-    migrate(make_engine(url))  # upgrading again keeps the data
+        conn.exec_driver_sql(
+            "INSERT INTO sessions (uuid, offerset, owner, groups, phase, created, modified, start, "
+            '"end", preparation_s, cores, memory_gib, storage_gib, accelerators, request, '
+            "messages, connectors, outputs, handle) VALUES ('s', 'o', 'alice', '[]', 'WAITING', "
+            "'2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-02 10:00:00', "
+            "'2026-01-02 12:00:00', 30, 2, 2, 0, '{}', '{}', '[]', '[]', '{}', '{}')"
+        )
+    migrate(make_engine(url))  # to head: keeps the booking, back-fills launch_at
+    assert current_revision(engine) == "0002"
     with create_engine(url).connect() as conn:
-        assert conn.exec_driver_sql("SELECT owner FROM offersets").scalar() == "alice"
+        row = conn.exec_driver_sql("SELECT owner, phase, launch_at FROM sessions").one()
+    assert row[0] == "alice" and row[1] == "WAITING"
+    assert str(row[2]).startswith("2026-01-02 09:59:30")
+    migrate(make_engine(url))  # idempotent at head
+    assert current_revision(engine) == "0002"
