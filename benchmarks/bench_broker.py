@@ -202,7 +202,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = [run(n, args.requests, args.accepts) for n in args.sizes]
     print(
-        "| active bookings | POST /requests p50 | p99 | accept p50 | accept p99 | request+accept pairs/s | RSS after load | RSS after run | start-up |"
+        "| active bookings | POST /requests p50 | p99 | accept p50 | accept p99 "
+        "| request+accept pairs/s | RSS after load | RSS after run | start-up |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
