@@ -13,13 +13,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from tornado import httpserver, web
-from traitlets import Bool, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 from traitlets.config import Application, catch_config_error
 
 from eb_sdk._version import __version__
 from eb_sdk.model import Capabilities, Phase
 from eb_sdk.model.openapi import build_openapi
-from eb_sdk.model.times import format_duration
+from eb_sdk.model.times import format_duration, parse_instant
 
 from .auth import AUTHENTICATORS, Authenticator
 from .core import BrokerCore, Settings
@@ -28,6 +28,7 @@ from .lifecycle import Reconciler
 from .platforms import load_platform
 from .platforms.base import Platform
 from .policies import PolicyChain
+from .scheduling import CapacityPeriod, Resources
 from .translate import Limits
 from .web.handlers import BaseHandler, NotFoundHandler, offerset_wire, routes
 
@@ -138,6 +139,15 @@ class EBBroker(Application):
         help=f"Authenticators tried in order; names: {', '.join(AUTHENTICATORS)}.",
     )
     admin_users = List(Unicode(), [], config=True, help="Users who see every session.")
+    capacity_periods = List(
+        Dict(),
+        [],
+        config=True,
+        help="Times when the capacity differs from the platform's (maintenance windows, "
+        "pledged shares). Each item: {'start': ISO instant or None, 'end': ISO instant or None, "
+        "'cores': N, 'memory_gib': N, 'storage_gib': N, 'accelerators': {'gpu:A100': N}}; the "
+        "capacity in force within [start, end), dimensions not given keep the platform's value.",
+    )
 
     classes = [*AUTHENTICATORS.values()]
 
@@ -197,6 +207,7 @@ class EBBroker(Application):
             ),
             policies=PolicyChain([]),
             work_dir=os.path.abspath(self.work_dir),
+            capacity_periods=parse_capacity_periods(self.capacity_periods, capacity),
         )
         self.core.load()
         # The loaded timeline is long-lived: keep the cyclic GC from re-scanning it on every
@@ -358,6 +369,33 @@ class EBBroker(Application):
         server.stop()
         await self.reconciler.stop()
         await self.platform_obj.close()
+
+
+def parse_capacity_periods(items: list[dict[str, Any]], base: Resources) -> list[CapacityPeriod]:
+    """``EBBroker.capacity_periods`` entries as scheduling periods (clear errors on bad ones)."""
+    periods = []
+    for number, item in enumerate(items, 1):
+        unknown = set(item) - {"start", "end", "cores", "memory_gib", "storage_gib", "accelerators"}
+        if unknown:
+            raise ValueError(f"capacity period {number}: unknown keys {sorted(unknown)}")
+        try:
+            start = parse_instant(item["start"]) if item.get("start") else None
+            end = parse_instant(item["end"]) if item.get("end") else None
+        except ValueError as exc:
+            raise ValueError(f"capacity period {number}: {exc}") from None
+        periods.append(
+            CapacityPeriod(
+                start,
+                end,
+                Resources(
+                    cores=int(item.get("cores", base.cores)),
+                    memory_gib=int(item.get("memory_gib", base.memory_gib)),
+                    accelerators=dict(item.get("accelerators", dict(base.accelerators))),
+                    storage_gib=int(item.get("storage_gib", base.storage_gib)),
+                ),
+            )
+        )
+    return periods
 
 
 def main(argv: list[str] | None = None) -> None:

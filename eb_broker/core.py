@@ -30,7 +30,7 @@ from .ledger import (
 )
 from .platforms.base import Platform, SessionSpec
 from .policies import PolicyChain
-from .scheduling import Capacity, NoFit, Resources, Slot, Timeline, find_slots
+from .scheduling import Capacity, CapacityPeriod, NoFit, Resources, Slot, Timeline, find_slots
 from .scheduling.check import shortfall
 from .translate import Limits, SessionView, request_to_demands, utcnow
 
@@ -64,6 +64,7 @@ class BrokerCore:
         policies: PolicyChain | None = None,
         clock: Callable[[], datetime] = utcnow,
         work_dir: str = "",
+        capacity_periods: Iterable[CapacityPeriod] = (),
     ) -> None:
         self.ledger = ledger
         self.platform = platform
@@ -73,7 +74,8 @@ class BrokerCore:
         self.clock = clock
         self.work_dir = work_dir
         self.timeline = Timeline()
-        self.capacity: Capacity = platform.capacity()
+        self.capacity_periods = tuple(capacity_periods)
+        self.capacity: Capacity = self._platform_capacity()
         self._external: dict[str, tuple[datetime, datetime, Resources]] = {}
         self._next_expiry: datetime | None = None
 
@@ -100,7 +102,12 @@ class BrokerCore:
             if end > start:
                 self.timeline.add(ext_key, start, end, resources)
                 self._external[ext_key] = (start, end, resources)
-        self.capacity = self.platform.capacity()
+        self.capacity = self._platform_capacity()
+
+    def _platform_capacity(self) -> Capacity:
+        """The platform's capacity with the configured periods (maintenance, pledges) on top."""
+        own = self.platform.capacity()
+        return Capacity(own.base, (*own.periods, *self.capacity_periods))
 
     def reap(self) -> list[str]:
         """Expire offers whose time is up and free their capacity.

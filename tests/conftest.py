@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.hub import Hub, start_hub
 from tests.fixtures.services import (
     BrokerProcess,
     Postgres,
@@ -45,6 +46,16 @@ def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
 def broker(broker_factory: BrokerFactory) -> BrokerProcess:
     """One broker: local platform with 4 cores and 8 GiB."""
     return broker_factory("--LocalPlatform.cores=4", "--LocalPlatform.memory_gib=8")
+
+
+@pytest.fixture(scope="session")
+def jupyterhub() -> Iterator[Hub]:
+    """A real JupyterHub with configurable-http-proxy, shared by the session's tests."""
+    hub = start_hub(Path(tempfile.mkdtemp(prefix="eb-hub-")))
+    try:
+        yield hub
+    finally:
+        hub.stop()
 
 
 @pytest.fixture(scope="session")

@@ -206,3 +206,62 @@ def test_capabilities_health_openapi_metrics(broker: BrokerProcess) -> None:
         c.post("/requests", json=notebook_request())
     metrics = httpx.get(broker.url + "/metrics").text
     assert "eb_offer_seconds_count" in metrics and "eb_http_requests_total" in metrics
+
+
+def _next_monday_9(now: datetime) -> datetime:
+    days = (7 - now.weekday()) % 7 or 7
+    return (now + timedelta(days=days)).replace(hour=9, minute=0, second=0, microsecond=0)
+
+
+def test_seeds_example_three_mornings(broker_factory) -> None:  # type: ignore[no-untyped-def]
+    """A 4 h session starting between 09:00 and 12:00 on Mon, Tue or Wed: offers at 09:00,
+    10:00 and 11:00 of each day."""
+    b = broker_factory(
+        "--LocalPlatform.cores=4", "--LocalPlatform.memory_gib=8", "--EBBroker.max_offers=9"
+    )
+    monday = _next_monday_9(datetime.now(UTC))
+    starts = [f"{_iso(monday + timedelta(days=d))}/PT3H" for d in range(3)]
+    with b.client() as c:
+        answer = c.post(
+            "/requests", json=notebook_request(2, 2, starts=starts, duration="PT4H")
+        ).json()
+    assert answer["result"] == "YES"
+    got = sorted(o["schedule"]["available"]["start"].split("/")[0] for o in answer["offers"])
+    expected = sorted(_iso(monday + timedelta(days=d, hours=h)) for d in range(3) for h in range(3))
+    assert got == expected
+    assert {o["schedule"]["available"]["duration"] for o in answer["offers"]} == {"PT4H"}
+
+
+def test_maintenance_window_from_config_blocks_offers(broker_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    start = (datetime.now(UTC) + timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    end = start + timedelta(hours=2)
+    config = tmp_path / "maintenance.py"
+    config.write_text(
+        "c.EBBroker.capacity_periods = [\n"
+        f"    {{'start': '{_iso(start)}', 'end': '{_iso(end)}', 'cores': 0}},\n"
+        "]\n"
+    )
+    b = broker_factory(
+        "--LocalPlatform.cores=4",
+        "--LocalPlatform.memory_gib=8",
+        f"--EBBroker.config_file={config}",
+    )
+    with b.client() as c:
+        inside = notebook_request(
+            1, 1, start=f"{_iso(start + timedelta(minutes=30))}/PT30M", duration="PT30M"
+        )
+        answer = c.post("/requests", json=inside).json()
+        assert answer["result"] == "NO"
+        earliest = [m for m in answer["meta"]["messages"] if m["kind"] == "urn:earliest-fit"]
+        assert earliest
+        fit_start = datetime.fromisoformat(earliest[0]["values"]["start"])
+        fit_end = datetime.fromisoformat(earliest[0]["values"]["end"])
+        assert fit_end <= start or fit_start >= end  # never inside the maintenance window
+        before = notebook_request(
+            1, 1, start=f"{_iso(start - timedelta(hours=1))}/PT0S", duration="PT1H"
+        )
+        assert c.post("/requests", json=before).json()["result"] == "YES"
+        overlapping = notebook_request(
+            1, 1, start=f"{_iso(start - timedelta(hours=1))}/PT0S", duration="PT2H"
+        )
+        assert c.post("/requests", json=overlapping).json()["result"] == "NO"
