@@ -591,7 +591,7 @@ def _failure_message(status: dict[str, Any]) -> MessageItem:
         if error.get("evalue"):
             text += f": {error['evalue']}"
         item = msg.error(
-            msg.PLATFORM,
+            msg.EXECUTION_FAILED,
             text,
             cell=error["cell"],
             ename=error["ename"],

@@ -35,6 +35,7 @@ UNAUTHORIZED = "urn:unauthorized"
 FORBIDDEN = "urn:forbidden"
 POLICY = "urn:policy"
 PLATFORM = "urn:platform"
+EXECUTION_FAILED = "urn:execution-failed"
 INTERNAL = "urn:internal-error"
 
 
