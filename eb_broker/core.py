@@ -261,7 +261,7 @@ class BrokerCore:
         if not phase.is_active:
             raise InvalidTransitionError(f"session {uuid} is {row.phase}: it cannot be cancelled")
         now = self.clock()
-        if row.launched is None:
+        if row.launched is None and not row.handle:
             row = self.ledger.transition(
                 uuid,
                 Phase.CANCELLED,

@@ -57,7 +57,12 @@ class Reconciler:
         self._wake.set()
 
     async def _run(self) -> None:
+        last_refresh = float("-inf")
+        loop = asyncio.get_running_loop()
         while not self._stopping:
+            if loop.time() - last_refresh >= self.core.platform.refresh_interval:
+                await self.refresh_platform()
+                last_refresh = loop.time()
             try:
                 await self.step()
             except Exception:
@@ -82,8 +87,8 @@ class Reconciler:
                     row, Phase(row.stop_requested), now, stop=row.launched is not None
                 )
             elif phase == Phase.ACCEPTED:
-                core.ledger.transition(row.uuid, Phase.WAITING, now, message="waiting for the slot")
-                if now >= row.start - _prep(row):
+                row = await self._book(row, now)
+                if row.phase == Phase.WAITING.value and now >= row.start - _prep(row):
                     await self._launch(row, now)
             elif phase == Phase.WAITING and now >= row.start - _prep(row):
                 await self._launch(row, now)
@@ -98,6 +103,34 @@ class Reconciler:
                 await self._finish(row, Phase.COMPLETED, now, stop=False)
         if to_poll:
             await self._poll(to_poll, now)
+
+    async def _book(self, row: SessionRow, now: datetime) -> SessionRow:
+        """ACCEPTED → WAITING, holding the slot on the platform first (e.g. a reservation)."""
+        core = self.core
+        try:
+            handle = await core.platform.book(core.spec_for(row))
+        except Exception as exc:
+            log.exception("booking %s on the platform failed", row.uuid)
+            await self._finish(
+                row,
+                Phase.FAILED,
+                now,
+                stop=False,
+                problems=[msg.error(msg.PLATFORM, f"the platform could not book the slot: {exc}")],
+            )
+            return row
+        return core.ledger.transition(
+            row.uuid, Phase.WAITING, now, message="waiting for the slot", handle=handle
+        )
+
+    async def refresh_platform(self) -> None:
+        """Let the platform re-read its capacity and foreign usage, then update the timeline."""
+        try:
+            await self.core.platform.refresh()
+        except Exception:
+            log.exception("platform refresh failed")
+            return
+        self.core.sync_external()
 
     async def _launch(self, row: SessionRow, now: datetime) -> None:
         core = self.core
@@ -206,7 +239,7 @@ class Reconciler:
         try:
             if stop and row.launched is not None:
                 await core.platform.stop(spec)
-            if row.launched is not None:
+            if row.launched is not None or row.handle:
                 await core.platform.release(spec)
         except Exception as exc:
             log.exception("releasing %s failed", row.uuid)

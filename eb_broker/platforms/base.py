@@ -9,6 +9,8 @@ Life of a session on a platform::
 
     check(request)        pure: can this platform run it at all? (else NO, urn:not-supported)
     preparation(request)  pure: how long before the start must preparing begin
+    book(spec)            accepted: hold the slot on the platform itself (e.g. a Slurm
+                          reservation); returns a handle (persisted at once)
     launch(spec)          start preparing + running; returns a handle (persisted at once)
     poll([specs])         batched status of many sessions (one squeue/list call, not N)
     stop(spec)            cancel / end of slot: stop whatever runs
@@ -94,8 +96,14 @@ class Platform(LoggingConfigurable):
         """
         return []
 
+    #: Seconds between calls of :meth:`refresh` by the reconciler.
+    refresh_interval: ClassVar[float] = 30.0
+
     async def refresh(self) -> None:
-        """Re-read capacity and external usage from the platform (called periodically)."""
+        """Re-read capacity and external usage from the platform (called periodically).
+
+        After it, the broker reads :meth:`capacity` and :meth:`external_usage` again.
+        """
 
     def check(self, request: ExecutionRequest) -> list[MessageItem]:
         """Why this platform cannot run ``request`` at all (empty list: it can). Pure."""
@@ -104,6 +112,15 @@ class Platform(LoggingConfigurable):
     def preparation(self, request: ExecutionRequest) -> timedelta:
         """Time needed before the start (image pull, staging estimate). Pure."""
         return timedelta(0)
+
+    async def book(self, spec: SessionSpec) -> dict[str, Any]:
+        """An offer was accepted: hold its slot on the platform, if the platform can.
+
+        Called once when the session leaves ACCEPTED (again after a crash, so it must be
+        idempotent). Returns the handle to persist (``spec.handle`` plus whatever it created);
+        the default holds nothing and returns the handle unchanged. ``release`` undoes it.
+        """
+        return dict(spec.handle)
 
     async def launch(self, spec: SessionSpec) -> dict[str, Any]:
         """Start preparing and running ``spec``; return the handle to persist.
