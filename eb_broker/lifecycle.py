@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ from eb_sdk.model import messages as msg
 
 from .core import BrokerCore
 from .ledger import SessionRow
-from .platforms.base import PlatformState, PlatformStatus
+from .platforms.base import PlatformState, PlatformStatus, SessionSpec
 
 log = logging.getLogger("eb_broker.lifecycle")
 
@@ -104,22 +105,29 @@ class Reconciler:
         if to_poll:
             await self._poll(to_poll, now)
 
+    async def _handle_from(
+        self,
+        row: SessionRow,
+        now: datetime,
+        call: Callable[[SessionSpec], Awaitable[dict[str, Any]]],
+        doing: str,
+    ) -> dict[str, Any] | None:
+        """Run a platform call that returns the session's handle; on an error the session
+        FAILS with a message saying what the platform could not do (None is returned)."""
+        try:
+            return await call(self.core.spec_for(row))
+        except Exception as exc:
+            log.exception("%s: the platform could not %s", row.uuid, doing)
+            problem = msg.error(msg.PLATFORM, f"the platform could not {doing}: {exc}")
+            await self._finish(row, Phase.FAILED, now, stop=False, problems=[problem])
+            return None
+
     async def _book(self, row: SessionRow, now: datetime) -> SessionRow:
         """ACCEPTED → WAITING, holding the slot on the platform first (e.g. a reservation)."""
-        core = self.core
-        try:
-            handle = await core.platform.book(core.spec_for(row))
-        except Exception as exc:
-            log.exception("booking %s on the platform failed", row.uuid)
-            await self._finish(
-                row,
-                Phase.FAILED,
-                now,
-                stop=False,
-                problems=[msg.error(msg.PLATFORM, f"the platform could not book the slot: {exc}")],
-            )
+        handle = await self._handle_from(row, now, self.core.platform.book, "book the slot")
+        if handle is None:
             return row
-        return core.ledger.transition(
+        return self.core.ledger.transition(
             row.uuid, Phase.WAITING, now, message="waiting for the slot", handle=handle
         )
 
@@ -138,19 +146,9 @@ class Reconciler:
             row = core.ledger.transition(
                 row.uuid, Phase.PREPARING, now, message="preparing", launched=now
             )
-        try:
-            handle = await core.platform.launch(core.spec_for(row))
-        except Exception as exc:
-            log.exception("launch of %s failed", row.uuid)
-            await self._finish(
-                row,
-                Phase.FAILED,
-                now,
-                stop=False,
-                problems=[msg.error(msg.PLATFORM, f"the platform could not start it: {exc}")],
-            )
-            return
-        core.ledger.update_fields(row.uuid, core.clock(), handle=handle)
+        handle = await self._handle_from(row, now, core.platform.launch, "start it")
+        if handle is not None:
+            core.ledger.update_fields(row.uuid, core.clock(), handle=handle)
 
     async def _poll(self, rows: list[SessionRow], now: datetime) -> None:
         core = self.core
