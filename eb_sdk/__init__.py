@@ -1,9 +1,95 @@
-"""jupyter-execution-broker's client side: the wire model today; the notebook client next.
+"""Ask "when, and where, can I run this?" from a notebook: ``import eb_sdk as eb``.
 
-``import eb_sdk as eb`` — the request/offer/session API arrives with the SDK issue; the
-IVOA ExecutionBroker v1.0 wire model is in :mod:`eb_sdk.model`.
+>>> offers = eb.request(eb.Notebook("analysis.ipynb", parameters={"n": 10}),
+...                     compute=eb.Compute(cores=(1, 4), memory="2-8GiB"),
+...                     duration="2h", start="within 10 min")
+>>> session = offers.earliest().accept()
+>>> session.wait().raise_if_failed().outputs
+
+Every broker configured (``EB_BROKERS``, ``~/.config/eb/brokers.yaml``, JupyterHub) is asked
+at once. These functions block, and also work inside a notebook's running event loop; the
+same API as coroutines is :mod:`eb_sdk.aio`. The IVOA wire model is :mod:`eb_sdk.model`.
+See docs/sdk.md.
 """
 
+from . import aio
+from ._config import Broker, config_path, configured_brokers
+from ._errors import (
+    AuthenticationError,
+    BrokerUnavailable,
+    ConfigError,
+    Conflict,
+    EBError,
+    InvalidRequest,
+    NoCapacity,
+    NotFound,
+    OfferExpired,
+    PermissionDenied,
+    RequestRejected,
+    SessionFailed,
+    Timeout,
+)
+from ._fanout import BrokerWarning
+from ._lists import BrokerList, BrokerStatus, SessionList
+from ._request import build_request
+from ._sync import (
+    brokers,
+    configure,
+    direct,
+    find_offer,
+    request,
+    reset,
+    session,
+    sessions,
+)
 from ._version import __version__
+from .builders import Compute, Container, Data, JupyterServer, Notebook, Singularity, Storage
+from .model import Phase
+from .offers import Offer, Offers
+from .sessions import Event, Session
 
-__all__ = ["__version__"]
+__all__ = [
+    "AuthenticationError",
+    "Broker",
+    "BrokerList",
+    "BrokerStatus",
+    "BrokerUnavailable",
+    "BrokerWarning",
+    "Compute",
+    "ConfigError",
+    "Conflict",
+    "Container",
+    "Data",
+    "EBError",
+    "Event",
+    "InvalidRequest",
+    "JupyterServer",
+    "NoCapacity",
+    "NotFound",
+    "Notebook",
+    "Offer",
+    "OfferExpired",
+    "Offers",
+    "PermissionDenied",
+    "Phase",
+    "RequestRejected",
+    "Session",
+    "SessionFailed",
+    "SessionList",
+    "Singularity",
+    "Storage",
+    "Timeout",
+    "__version__",
+    "aio",
+    "brokers",
+    "build_request",
+    "config_path",
+    "configure",
+    "configured_brokers",
+    "direct",
+    "find_offer",
+    "request",
+    "reset",
+    "session",
+    "sessions",
+]
