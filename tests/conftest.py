@@ -25,12 +25,14 @@ def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
     """Start ``eb-broker`` processes: ``broker_factory(*args, db_url=None)``."""
     started: list[BrokerProcess] = []
 
-    def start(*args: str, db_url: str | None = None, name: str | None = None) -> BrokerProcess:
+    def start(
+        *args: str, db_url: str | None = None, name: str | None = None, port: int | None = None
+    ) -> BrokerProcess:
         base = tmp_path / (name or f"broker{len(started)}")
         base.mkdir(exist_ok=True)
         broker = BrokerProcess(
             dir=base,
-            port=free_port(),
+            port=port or free_port(),
             db_url=db_url or f"sqlite:///{base / 'ledger.sqlite'}",
             args=args,
         ).start()
