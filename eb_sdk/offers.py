@@ -25,6 +25,7 @@ from ._errors import Conflict, EBError, OfferExpired, RequestRejected
 from ._fanout import BrokerWarning
 from ._format import html_table, human_duration, local_time, relative, resources_text, text_table
 from ._portal import run_sync
+from ._wireview import WireView
 from .model import (
     ExecutionRequest,
     MessageItem,
@@ -57,58 +58,17 @@ COLUMNS = (
 )
 
 
-class _OfferBase:
+class _OfferBase(WireView):
     """One offer: the wire session in phase OFFERED plus the broker it came from."""
+
+    default_phase = Phase.OFFERED
 
     def __init__(
         self, wire: ScheduledExecutionSession, broker: Broker, offerset: str | None = None
     ) -> None:
-        self._wire = wire
-        self.broker = broker
+        super().__init__(wire, broker)
         self.offerset = offerset
         self._group: _OffersBase[Any] | None = None
-
-    @property
-    def wire(self) -> ScheduledExecutionSession:
-        return self._wire
-
-    @property
-    def uuid(self) -> str:
-        return self._wire.uuid or ""
-
-    @property
-    def url(self) -> str | None:
-        return self._wire.meta.url if self._wire.meta else None
-
-    @property
-    def phase(self) -> Phase:
-        return self._wire.phase or Phase.OFFERED
-
-    @property
-    def broker_name(self) -> str:
-        return self.broker.name
-
-    @property
-    def platform(self) -> str:
-        info = (self._wire.model_extra or {}).get("jeb:platform") or {}
-        return str(info.get("name") or "") if isinstance(info, dict) else ""
-
-    @property
-    def start(self) -> datetime | None:
-        """The offered start (the beginning of ``schedule.available.start``)."""
-        sched = self._wire.schedule
-        if sched and sched.available and sched.available.start:
-            return sched.available.start.start
-        return None
-
-    @property
-    def duration(self) -> timedelta | None:
-        sched = self._wire.schedule
-        return sched.available.duration if sched and sched.available else None
-
-    @property
-    def end(self) -> datetime | None:
-        return self.start + self.duration if self.start and self.duration else None
 
     @property
     def expires(self) -> datetime | None:

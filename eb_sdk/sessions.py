@@ -16,19 +16,18 @@ import html
 import time
 from collections.abc import AsyncGenerator, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal, Self
 
 from ._client import client_for
-from ._config import Broker
 from ._errors import SessionFailed, Timeout
 from ._format import human_duration, local_time, relative, resources_text
 from ._portal import run_sync
+from ._wireview import WireView
 from .model import (
     FINAL_PHASES,
     MessageItem,
     Phase,
-    ScheduledExecutionSession,
     SimpleSessionConnector,
 )
 
@@ -69,63 +68,8 @@ def _message_key(item: MessageItem) -> tuple[Any, ...]:
     return (item.kind, item.time, item.message, item.template)
 
 
-class _SessionBase:
+class _SessionBase(WireView):
     """Data and presentation of a session; no I/O except through the subclasses."""
-
-    def __init__(self, wire: ScheduledExecutionSession, broker: Broker) -> None:
-        self._wire = wire
-        self.broker = broker
-
-    # -- what the broker said ---------------------------------------------------------------
-
-    @property
-    def wire(self) -> ScheduledExecutionSession:
-        """The session as the broker last sent it (the IVOA wire model)."""
-        return self._wire
-
-    @property
-    def uuid(self) -> str:
-        return self._wire.uuid or ""
-
-    @property
-    def url(self) -> str | None:
-        """The session's URL on its broker."""
-        return self._wire.meta.url if self._wire.meta else None
-
-    @property
-    def name(self) -> str | None:
-        return self._wire.meta.name if self._wire.meta else None
-
-    @property
-    def phase(self) -> Phase:
-        return self._wire.phase or Phase.INITIAL
-
-    @property
-    def broker_name(self) -> str:
-        return self.broker.name
-
-    @property
-    def platform(self) -> str:
-        """The platform that runs it (``jeb:platform.name``), when the broker says."""
-        info = (self._wire.model_extra or {}).get("jeb:platform") or {}
-        return str(info.get("name") or "") if isinstance(info, dict) else ""
-
-    @property
-    def start(self) -> datetime | None:
-        """When the session becomes available."""
-        sched = self._wire.schedule
-        if sched and sched.available and sched.available.start:
-            return sched.available.start.start
-        return None
-
-    @property
-    def duration(self) -> timedelta | None:
-        sched = self._wire.schedule
-        return sched.available.duration if sched and sched.available else None
-
-    @property
-    def end(self) -> datetime | None:
-        return self.start + self.duration if self.start and self.duration else None
 
     @property
     def connectors(self) -> list[SimpleSessionConnector]:

@@ -12,23 +12,10 @@ import httpx
 import nbformat
 
 from tests.broker.helpers import SERVER, accept, notebook_request
+from tests.fixtures.notebooks import write_notebook
 from tests.fixtures.services import BrokerProcess
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
-
-
-def _notebook(path: Path, *cells: str) -> str:
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("x = 1")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, *(nbformat.v4.new_code_cell(c) for c in cells)]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
-    return str(path)
 
 
 def _wait(
@@ -55,7 +42,9 @@ def _book_now(c: httpx.Client, body: dict[str, Any]) -> str:
 
 
 def test_notebook_runs_with_parameters_and_completes(broker: BrokerProcess, tmp_path: Path) -> None:
-    nb = _notebook(tmp_path / "double.ipynb", "y = x * 2\nprint('y is', y)")
+    nb = str(
+        write_notebook(tmp_path / "double.ipynb", "y = x * 2\nprint('y is', y)", parameters="x = 1")
+    )
     body = notebook_request(location=nb)
     body["executable"]["jeb:parameters"] = {"x": 21}
     with broker.client() as c:
@@ -70,7 +59,9 @@ def test_notebook_runs_with_parameters_and_completes(broker: BrokerProcess, tmp_
 
 
 def test_failing_notebook_reports_cell_and_error(broker: BrokerProcess, tmp_path: Path) -> None:
-    nb = _notebook(tmp_path / "fail.ipynb", "a = 1", "b = a / 0", "c = 3")
+    nb = str(
+        write_notebook(tmp_path / "fail.ipynb", "a = 1", "b = a / 0", "c = 3", parameters="x = 1")
+    )
     with broker.client() as c:
         url = _book_now(c, notebook_request(location=nb))
         session, _ = _wait(c, url, FINAL)

@@ -32,30 +32,13 @@ from eb_sdk.model import (
     MessageItem,
 )
 from eb_sdk.model.messages import NOT_SUPPORTED
+from tests.fixtures.notebooks import write_notebook
 
 WAIT = 120.0  # kernels and servers are slow on a small test machine
 FINAL = (PlatformState.SUCCEEDED, PlatformState.FAILED)
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def write_notebook(path: Path, *cells: str, parameters: str | None = None) -> Path:
-    """A notebook whose first cell (tagged ``parameters``) is ``parameters``, then ``cells``."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.metadata["language_info"] = {"name": "python"}
-    if parameters is not None:
-        cell = nbformat.v4.new_code_cell(parameters)
-        cell.metadata["tags"] = ["parameters"]
-        nb.cells.append(cell)
-    nb.cells.extend(nbformat.v4.new_code_cell(src) for src in cells)
-    nbformat.write(nb, path)
-    return path
 
 
 def make_spec(request: ExecutionRequest | dict[str, Any], **kw: Any) -> SessionSpec:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import nbformat
 import pytest
 
 import eb_sdk as eb
+from tests.fixtures.notebooks import write_notebook
 from tests.fixtures.services import BrokerProcess, free_port
 from tests.sdk.reference_quirks import QuirksServer
 
@@ -106,22 +106,7 @@ def reference(quirks: QuirksServer) -> Iterator[QuirksServer]:
     yield quirks
 
 
-def write_notebook(path: Path, *cells: str, parameters: str = "n = 1") -> Path:
-    """A notebook whose first cell is tagged ``parameters`` (papermill injects after it)."""
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell(parameters)
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, *(nbformat.v4.new_code_cell(c) for c in cells)]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
-    return path
-
-
 @pytest.fixture
 def notebook(tmp_path: Path) -> Path:
     """Doubles ``n`` and prints it: ``n is 42`` for ``parameters={"n": 21}``."""
-    return write_notebook(tmp_path / "double.ipynb", "print('n is', n * 2)")
+    return write_notebook(tmp_path / "double.ipynb", "print('n is', n * 2)", parameters="n = 1")
