@@ -47,6 +47,7 @@ from .builders import Compute, Container, Data, JupyterServer, Notebook, Singula
 from .model import Phase
 from .offers import Offer, Offers
 from .sessions import Event, Session
+from .widgets import panel  # lazy: ipywidgets is imported only when a panel is made
 
 __all__ = [
     "AuthenticationError",
@@ -88,6 +89,7 @@ __all__ = [
     "configured_brokers",
     "direct",
     "find_offer",
+    "panel",
     "request",
     "reset",
     "session",
