@@ -1,0 +1,193 @@
+"""A real JupyterHub whose spawner is EBSpawner, against real brokers on the local platform."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fixtures.hub import Hub, start_hub
+from tests.fixtures.services import BrokerProcess, free_port
+
+HubFactory = Callable[..., Hub]
+
+
+def eb_config(
+    brokers: list[BrokerProcess],
+    *,
+    names: list[str] | None = None,
+    extra: str = "",
+    service: bool = False,
+    service_port: int = 0,
+) -> str:
+    """The hub config lines for EBSpawner with these brokers (token: alice's on each)."""
+    entries = [
+        {"name": (names or [])[i] if names else f"b{i}", "url": b.url, "token": b.tokens["alice"]}
+        for i, b in enumerate(brokers)
+    ]
+    lines = [
+        'c.JupyterHub.spawner_class = "eb"',
+        f"c.EBSpawner.eb_brokers = {entries!r}",
+        "c.EBSpawner.profiles = ["
+        "{'slug': 'small', 'display_name': 'Small CPU', 'cores': 1, 'memory': '1GiB',"
+        " 'duration': '1h'},"
+        "{'slug': 'big', 'display_name': 'Big CPU', 'cores': 2, 'memory': '2GiB',"
+        " 'duration': '2h', 'groups': ['staff']}]",
+        "c.EBSpawner.request_timeout = 10",
+        "c.EBSpawner.http_timeout = 60",
+        "c.EBSpawner.start_timeout = 90",
+        "c.JupyterHub.load_roles.append({'name': 'eb-test-servers', 'services': ['eb-test'], "
+        "'scopes': ['servers', 'admin:server_state', 'admin:users']})",
+    ]
+    if service:
+        lines += [
+            "import sys",
+            "c.JupyterHub.services.append({'name': 'eb', 'url': "
+            f"'http://127.0.0.1:{service_port}', 'command': [sys.executable, '-m', "
+            "'eb_spawner.service', '--config', __file__], 'oauth_no_confirm': True})",
+            "c.JupyterHub.load_roles.append({'name': 'eb-service', 'services': ['eb'], "
+            "'scopes': ['servers', 'read:users', 'read:groups', 'list:users', "
+            "'list:groups', 'admin:server_state']})",
+            "c.EBSpawner.service_state_file = __file__ + '.eb-state.json'",
+            "c.JupyterHub.load_roles.append({'name': 'user', "
+            "'scopes': ['self', 'access:services!service=eb']})",
+        ]
+    return "\n".join(lines) + "\n" + extra
+
+
+def _processes_under(path: Path, words: tuple[str, ...]) -> list[int]:
+    """Pids whose command line names ``path`` and one of ``words`` (what this test started)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(path) in cmdline and any(w in cmdline for w in words):
+            found.append(int(entry))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_sessions(tmp_path: Path) -> Iterator[None]:
+    """Session runners are detached from their broker (by design): end this test's ones."""
+    yield
+    for pid in _processes_under(tmp_path, ("local_runner", "eb_spawner.service")):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _processes_under(tmp_path, ("local_runner",)):
+        time.sleep(0.2)
+    for pid in _processes_under(tmp_path, ("local_runner", "jupyter")):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def hub_factory(tmp_path: Path) -> Iterator[HubFactory]:
+    started: list[Hub] = []
+
+    def start(config: str, name: str = "hub") -> Hub:
+        hub = start_hub(tmp_path / name, extra_config=config)
+        started.append(hub)
+        return hub
+
+    yield start
+    for hub in started:
+        for user in ("alice", "bob", "carol"):
+            with contextlib.suppress(httpx.HTTPError):
+                hub.api("DELETE", f"/users/{user}/server")
+        hub.stop()
+
+
+def public(hub: Hub) -> str:
+    return f"http://127.0.0.1:{hub.port}"
+
+
+def login(hub: Hub, user: str) -> httpx.Client:
+    """A browser-like client logged in to the hub as ``user`` (dummy authenticator)."""
+    client = httpx.Client(base_url=public(hub), follow_redirects=True, timeout=60)
+    deadline = time.monotonic() + 30
+    page = client.get("/hub/login")
+    while page.status_code == 404 and time.monotonic() < deadline:  # the proxy's routes
+        time.sleep(0.1)
+        page = client.get("/hub/login")
+    xsrf = client.cookies.get("_xsrf") or ""
+    response = client.post("/hub/login", data={"username": user, "password": "x", "_xsrf": xsrf})
+    assert response.status_code == 200, response.text[:500]
+    assert page.status_code == 200
+    return client
+
+
+def xsrf(client: httpx.Client) -> str:
+    return client.cookies.get("_xsrf") or ""
+
+
+def offers_in(page: str) -> list[str]:
+    return re.findall(r'name="offer" value="([^"]+)"', page)
+
+
+def wait_ready(hub: Hub, user: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = hub.api("GET", f"/users/{user}").json()
+        server = (info.get("servers") or {}).get("")
+        if server and server.get("ready"):
+            return dict(server)
+        time.sleep(0.2)
+    raise TimeoutError(f"{user}'s server not ready; hub log:\n{hub_log(hub)[-4000:]}")
+
+
+def hub_log(hub: Hub) -> str:
+    return (hub.dir / "hub.log").read_text(errors="replace")
+
+
+@pytest.fixture
+def free() -> Callable[[], int]:
+    return free_port
+
+
+def spawn_via_form(hub: Hub, user: str, profile: str = "small") -> httpx.Client:
+    client = login(hub, user)
+    page = client.get("/hub/spawn").text
+    offers = offers_in(page)
+    assert offers, page[-3000:]
+    response = client.post(
+        "/hub/spawn",
+        data={"profile": profile, "when": "now", "offer": offers[0], "_xsrf": xsrf(client)},
+    )
+    assert response.status_code == 200, response.text[-2000:]
+    return client
+
+
+def restart_hub(hub: Hub) -> Hub:
+    """Start ``hub`` again from its own config file: same ports, same database."""
+    import subprocess
+    import sys
+
+    from tests.fixtures.services import wait_http
+
+    hub.stop()
+    log = open(hub.dir / "hub.log", "ab")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub", "-f", str(hub.dir / "jupyterhub_config.py")],
+        cwd=hub.dir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    again = Hub(hub.dir, hub.port, hub.hub_port, hub.service_token, proc)
+    wait_http(again.api_url, timeout=60, proc=proc)
+    return again
+
+
+from tests.spawner.receivers import mailbox, webhook  # noqa: E402, F401 - fixtures

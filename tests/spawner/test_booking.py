@@ -1,0 +1,175 @@
+"""A later booking: booked from the form, listed and cancellable in the service, started by
+the service at its slot, with notifications by SMTP and webhook."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timedelta
+
+import httpx
+
+from tests.conftest import BrokerFactory
+from tests.fixtures.services import free_port
+from tests.spawner.conftest import (
+    HubFactory,
+    eb_config,
+    hub_log,
+    login,
+    offers_in,
+    public,
+    wait_ready,
+    xsrf,
+)
+from tests.spawner.receivers import Mailbox, Webhook
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(what)
+
+
+def test_booking_started_by_service_with_notifications(
+    broker_factory: BrokerFactory, hub_factory: HubFactory, mailbox: Mailbox, webhook: Webhook
+) -> None:
+    broker = broker_factory("--LocalPlatform.cores=4", "--LocalPlatform.memory_gib=8")
+    extra = f"""
+c.EBSpawner.timezone = "UTC"
+c.EBSpawner.now_threshold = 3
+c.EBSpawner.start_ahead = 2
+c.EBSpawner.service_interval = 0.5
+c.EBSpawner.notify_lead_time = 3600
+c.EBSpawner.smtp = {{"host": "127.0.0.1", "port": {mailbox.port}, "from": "hub@example.org"}}
+c.EBSpawner.email_domain = "example.org"
+c.EBSpawner.webhook_url = "{webhook.url}"
+"""
+    hub = hub_factory(
+        eb_config([broker], names=["alpha"], service=True, service_port=free_port(), extra=extra)
+    )
+    client = login(hub, "alice")
+    slot = datetime.now().astimezone().replace(microsecond=0) + timedelta(seconds=15)
+    at = slot.astimezone(tz=None).replace(tzinfo=None).isoformat()
+    # refresh the offers for "a date and time"
+    page = client.post(
+        "/hub/spawn",
+        data={
+            "profile": "small",
+            "when": "at",
+            "at": at,
+            "action": "refresh",
+            "_xsrf": xsrf(client),
+        },
+    ).text
+    assert "Offers refreshed" in page
+    offers = offers_in(page)
+    assert offers and "(booking)" in page, page[-3000:]
+    page = client.post(
+        "/hub/spawn",
+        data={
+            "profile": "small",
+            "when": "at",
+            "at": at,
+            "offer": offers[0],
+            "_xsrf": xsrf(client),
+        },
+    ).text
+    assert re.search(r"Your session is booked for \w{3} \d\d \w{3} \d\d:\d\d", page), page[-3000:]
+    assert "on alpha" in page
+    # the service lists it (the user's token works for the service's API)
+    token = hub.user_token("alice")
+    api = f"{public(hub)}/services/eb/api/bookings"
+    listed = httpx.get(api, headers={"Authorization": f"token {token}"}, timeout=30)
+    assert listed.status_code == 200, listed.text
+    bookings = listed.json()["bookings"]
+    assert len(bookings) == 1 and bookings[0]["broker"] == "alpha", bookings
+    # the notification "available in N minutes" arrives by email and webhook
+    wait_for(lambda: any("available in" in m["data"] for m in mailbox.messages), 20, "email")
+    assert mailbox.messages[0]["to"] == ["alice@example.org"]
+    wait_for(lambda: any("available in" in p["text"] for p in webhook.posts), 20, "webhook")
+    # at the slot the service starts the server through the hub; it takes the booking over
+    server = wait_ready(hub, "alice", timeout=60)
+    assert server["state"]["broker"] == "alpha"
+    assert server["user_options"]["booking"]["session"] == bookings[0]["session"]
+    status = httpx.get(
+        f"{public(hub)}/user/alice/api/status",
+        headers={"Authorization": f"token {token}"},
+        timeout=30,
+    )
+    assert status.status_code == 200, status.text
+    wait_for(lambda: any("is ready" in m["data"] for m in mailbox.messages), 20, "ready email")
+    wait_for(lambda: any("is ready" in p["text"] for p in webhook.posts), 20, "ready webhook")
+    booked = broker.client().get(f"/sessions/{bookings[0]['session']}").json()
+    assert booked["phase"] in ("CANCELLED", "COMPLETED"), booked["phase"]
+    assert "started alice's booked server" in hub_log(hub)
+
+
+def test_cancel_a_booking_in_the_service(
+    broker_factory: BrokerFactory, hub_factory: HubFactory
+) -> None:
+    broker = broker_factory("--LocalPlatform.cores=4", "--LocalPlatform.memory_gib=8")
+    extra = (
+        'c.EBSpawner.timezone = "UTC"\nc.EBSpawner.service_interval = 0.5\n'
+        "c.Authenticator.admin_users = {'carol'}\n"
+    )
+    hub = hub_factory(
+        eb_config([broker], names=["alpha"], service=True, service_port=free_port(), extra=extra)
+    )
+    client = login(hub, "alice")
+    at = (datetime.utcnow().replace(microsecond=0) + timedelta(hours=3)).isoformat()
+    page = client.post(
+        "/hub/spawn",
+        data={
+            "profile": "small",
+            "when": "at",
+            "at": at,
+            "action": "refresh",
+            "_xsrf": xsrf(client),
+        },
+    ).text
+    offers = offers_in(page)
+    page = client.post(
+        "/hub/spawn",
+        data={
+            "profile": "small",
+            "when": "at",
+            "at": at,
+            "offer": offers[0],
+            "_xsrf": xsrf(client),
+        },
+    ).text
+    assert "Your session is booked for" in page
+    # the service's page (OAuth through the hub with the browser's cookies)
+    mine = client.get("/services/eb/")
+    assert mine.status_code == 200, mine.text[-2000:]
+    ref = re.search(r"name='cancel' value='([^']+)'", mine.text)
+    assert ref, mine.text
+    done = client.post(
+        "/services/eb/",
+        data={
+            "cancel": ref.group(1),
+            "_xsrf": client.cookies.get("_xsrf", path="/services/eb/") or "",
+        },
+    )
+    assert done.status_code == 200 and "cancelled" in done.text, done.text[-2000:]
+    uuid = ref.group(1).split("|")[1]
+    assert broker.client().get(f"/sessions/{uuid}").json()["phase"] == "CANCELLED"
+    assert "no-bookings" in client.get("/services/eb/").text
+    # hub admins reserve workshop seats through the service's API; others may not
+    later = (datetime.utcnow().replace(microsecond=0) + timedelta(hours=5)).isoformat()
+    workshop = {"group": "students", "seats": 2, "start": later, "duration": "1h"}
+    workshop["profile"] = "small"
+    url = f"{public(hub)}/services/eb/api/workshops"
+    for user, status in (("alice", 403), ("carol", 201)):
+        token = hub.user_token(user)
+        answer = httpx.post(
+            url, json=workshop, headers={"Authorization": f"token {token}"}, timeout=30
+        )
+        assert answer.status_code == status, answer.text
+    seats = answer.json()["seats"]
+    assert len(seats) == 2 and {s["group"] for s in seats} == {"students"}
+    for seat in seats:
+        assert broker.client().get(f"/sessions/{seat['session']}").json()["phase"] == "WAITING"
