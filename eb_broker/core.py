@@ -9,6 +9,7 @@ re-checks capacity there.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,9 +29,19 @@ from .ledger import (
     SessionRow,
     row_resources,
 )
-from .platforms.base import Platform, SessionSpec
+from .platforms.base import EstimatedSlot, Platform, PlatformUnavailable, SessionSpec
 from .policies import PolicyChain
-from .scheduling import Capacity, CapacityPeriod, NoFit, Resources, Slot, Timeline, find_slots
+from .scheduling import (
+    Capacity,
+    CapacityPeriod,
+    Demand,
+    NoFit,
+    Resources,
+    Slot,
+    Timeline,
+    Window,
+    find_slots,
+)
 from .scheduling.check import shortfall
 from .translate import Limits, SessionView, request_to_demands, utcnow
 
@@ -154,10 +165,15 @@ class BrokerCore:
 
     # -- offers ---------------------------------------------------------------------------------
 
-    def request_offers(
+    async def request_offers(
         self, identity: Identity, request: ExecutionRequest, raw: dict[str, Any]
     ) -> tuple[OfferSetRow, list[SessionRow]]:
-        """Answer a request: YES with up to ``max_offers`` offers, or NO with reasons."""
+        """Answer a request: YES with up to ``max_offers`` offers, or NO with reasons.
+
+        Precise slots come from the capacity and the timeline; a platform may add queue
+        estimates (:meth:`Platform.estimate`). The only ``await`` is that call, made before the
+        offers are computed and held, so computing and holding happen without interleaving.
+        """
         self.reap()
         now = self.clock()
         problems = [*self.platform.check(request), *self.policies.check(identity, request)]
@@ -172,29 +188,19 @@ class BrokerCore:
                 accelerator_pools=accelerator_names(self.capacity.base),
             )
             problems += translation.problems
-            slots: list[Slot] = []
-            misses: list[NoFit] = []
-            for demand in translation.demands:
-                found = find_slots(
-                    self.capacity,
-                    self.timeline,
-                    demand,
-                    now,
-                    max_offers=self.settings.max_offers,
-                    step=self.settings.step,
-                    horizon=self.limits.horizon,
-                    granularity=self.settings.granularity,
+            estimates: list[EstimatedSlot] = []
+            if not problems and translation.demands:
+                try:
+                    estimates = await self.platform.estimate(request, translation.demands[0], now)
+                except PlatformUnavailable as exc:
+                    problems.append(msg.error(msg.PLATFORM_UNAVAILABLE, str(exc)))
+                except Exception:
+                    log.exception("the platform's queue estimate failed; offering slots only")
+            if not problems:
+                drafts, misses = self._drafts(
+                    translation.demands, estimates, preparation, now, request
                 )
-                if isinstance(found, NoFit):
-                    misses.append(found)
-                else:
-                    slots.extend(found)
-            drafts = [
-                OfferDraft(slot.start, slot.end, slot.resources, preparation, request.name)
-                for slot in _best(slots, self.settings.max_offers)
-            ]
-            if not drafts and not problems:
-                problems += _no_fit_messages(misses)
+                problems += misses
         offerset, rows = self.ledger.create_offerset(
             owner=identity.user,
             groups=identity.groups,
@@ -212,6 +218,97 @@ class BrokerCore:
             for row in rows:
                 self.timeline.add(row.uuid, row.start, row.end, row_resources(row))
         return offerset, rows
+
+    def _drafts(
+        self,
+        demands: list[Demand],
+        estimates: list[EstimatedSlot],
+        preparation: timedelta,
+        now: datetime,
+        request: ExecutionRequest,
+    ) -> tuple[list[OfferDraft], list[MessageItem]]:
+        """Precise slots from the timeline plus queue estimates, at most ``max_offers``.
+
+        Returns the offers, or (none and) the messages saying why nothing fits.
+        """
+        slots: list[Slot] = []
+        misses: list[NoFit] = []
+        for demand in demands:
+            found = find_slots(
+                self.capacity,
+                self.timeline,
+                demand,
+                now,
+                max_offers=self.settings.max_offers,
+                step=self.settings.step,
+                horizon=self.limits.horizon,
+                granularity=self.settings.granularity,
+            )
+            if isinstance(found, NoFit):
+                misses.append(found)
+            else:
+                slots.extend(found)
+        queued = self._estimate_drafts(estimates, now, request.name)
+        precise = _best(slots, max(0, self.settings.max_offers - len(queued)))
+        drafts = [
+            OfferDraft(slot.start, slot.end, slot.resources, preparation, request.name)
+            for slot in precise
+        ]
+        drafts += queued
+        return drafts, ([] if drafts else _no_fit_messages(misses))
+
+    def _estimate_drafts(
+        self, estimates: list[EstimatedSlot], now: datetime, name: str | None
+    ) -> list[OfferDraft]:
+        """Offers from the platform's queue estimates.
+
+        Each holds its *expected* slot on the timeline like any offer: the expected start is
+        moved to the first start in ``[expected, latest]`` that fits next to the bookings and
+        holds the platform's queue does not know about (other users' open offers). The
+        reconciler launches an accepted estimate at once (preparation = the expected wait); the
+        platform's queue decides the real start within ``[earliest, latest]``.
+        """
+        drafts: list[OfferDraft] = []
+        for est in estimates[: self.settings.max_offers]:
+            latest = max(est.latest, est.expected)
+            demand = Demand(
+                minimum=est.resources,
+                maximum=est.resources,
+                duration=est.duration,
+                windows=(Window(est.expected, latest),),
+                preparation=timedelta(0),
+            )
+            found = find_slots(
+                self.capacity,
+                self.timeline,
+                demand,
+                now,
+                max_offers=1,
+                step=self.settings.step,
+                horizon=self.limits.horizon,
+                granularity=self.settings.granularity,
+            )
+            if isinstance(found, NoFit) or not found:
+                continue
+            slot = found[0]
+            wait = max(timedelta(0), slot.start - now)
+            wait = timedelta(seconds=math.ceil(wait.total_seconds()))
+            drafts.append(
+                OfferDraft(
+                    slot.start,
+                    slot.end,
+                    slot.resources,
+                    wait,
+                    name,
+                    estimate={
+                        "earliest": min(est.earliest, slot.start).isoformat(),
+                        "expected": slot.start.isoformat(),
+                        "latest": max(latest, slot.start).isoformat(),
+                        "basis": est.basis,
+                    },
+                )
+            )
+        return drafts
 
     # -- updates --------------------------------------------------------------------------------
 
@@ -304,6 +401,7 @@ class BrokerCore:
             preparation=timedelta(seconds=row.preparation_s),
             handle=dict(row.handle or {}),
             work_dir=self.work_dir,
+            estimate=dict(row.estimate) if row.estimate else None,
         )
 
 
@@ -324,6 +422,7 @@ def view_of(row: SessionRow) -> SessionView:
         messages=row.messages or [],
         connectors=row.connectors or [],
         outputs=row.outputs or {},
+        estimate=dict(row.estimate) if row.estimate else None,
     )
 
 

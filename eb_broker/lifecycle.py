@@ -22,7 +22,7 @@ from eb_sdk.model import messages as msg
 
 from .core import BrokerCore
 from .ledger import SessionRow
-from .platforms.base import PlatformState, PlatformStatus, SessionSpec
+from .platforms.base import PlatformState, PlatformStatus, PlatformUnavailable, SessionSpec
 
 log = logging.getLogger("eb_broker.lifecycle")
 
@@ -96,7 +96,7 @@ class Reconciler:
             elif phase == Phase.PREPARING and not row.handle:
                 await self._launch(row, now)  # crashed between marking and launching: adopt
             elif phase in _RUNNING_PHASES:
-                if now >= row.end:
+                if now >= _slot_end(row):
                     await self._end_of_slot(row, now)
                 else:
                     to_poll.append(row)
@@ -116,6 +116,11 @@ class Reconciler:
         FAILS with a message saying what the platform could not do (None is returned)."""
         try:
             return await call(self.core.spec_for(row))
+        except PlatformUnavailable as exc:
+            # Not the session's fault: it stays where it is (ACCEPTED, or PREPARING without a
+            # handle) and the same call is made again on a later pass.
+            log.warning("%s: cannot %s now (%s); trying again", row.uuid, doing, exc)
+            return None
         except Exception as exc:
             log.exception("%s: the platform could not %s", row.uuid, doing)
             problem = msg.error(msg.PLATFORM, f"the platform could not {doing}: {exc}")
@@ -163,6 +168,8 @@ class Reconciler:
                 await self._apply(row, status, now)
 
     async def _apply(self, row: SessionRow, status: PlatformStatus, now: datetime) -> None:
+        if status.state == PlatformState.UNKNOWN:
+            return  # the platform cannot be asked now: not a change of the session
         core = self.core
         fields: dict[str, Any] = {}
         new_messages = _new_messages(row, status.messages)
@@ -239,6 +246,9 @@ class Reconciler:
                 await core.platform.stop(spec)
             if row.launched is not None or row.handle:
                 await core.platform.release(spec)
+        except PlatformUnavailable as exc:
+            log.warning("cannot release %s now (%s); trying again", row.uuid, exc)
+            return  # stays RELEASING with stop_requested: finished on a later pass
         except Exception as exc:
             log.exception("releasing %s failed", row.uuid)
             outcome = Phase.FAILED
@@ -262,6 +272,15 @@ class Reconciler:
 
 def _prep(row: SessionRow) -> timedelta:
     return timedelta(seconds=row.preparation_s)
+
+
+def _slot_end(row: SessionRow) -> datetime:
+    """When the session must be over: the booked end or, for a queue estimate (the platform's
+    queue decides the real start), the latest start plus the duration."""
+    latest = (row.estimate or {}).get("latest")
+    if not latest:
+        return row.end
+    return max(row.end, datetime.fromisoformat(str(latest)) + (row.end - row.start))
 
 
 def _new_messages(row: SessionRow, items: list[MessageItem]) -> list[dict[str, Any]]:

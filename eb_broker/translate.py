@@ -28,7 +28,7 @@ from eb_sdk.model import (
     SimpleStorageResource,
 )
 from eb_sdk.model import messages as msg
-from eb_sdk.model.times import Interval
+from eb_sdk.model.times import Interval, format_instant
 
 from .scheduling import Demand, Resources
 
@@ -238,6 +238,8 @@ class SessionView:
     messages: Sequence[dict[str, Any]]
     connectors: Sequence[dict[str, Any]]
     outputs: dict[str, Any]
+    #: A queue estimate's interval (``earliest``, ``expected``, ``latest``, ``basis``).
+    estimate: dict[str, Any] | None = None
 
 
 def session_to_wire(
@@ -271,16 +273,27 @@ def session_to_wire(
             else s
             for s in storage
         ]
+    available = Interval(view.start, view.start)
+    extra: dict[str, Any] = {"jeb:platform": {"name": platform, "broker": broker}}
+    if view.estimate:
+        # A queue estimate: the start lies somewhere in [earliest, latest]; the platform's
+        # queue decides. Preparing (queued) runs from the offer until the expected start.
+        earliest = _instant(view.estimate.get("earliest"), view.start)
+        latest = _instant(view.estimate.get("latest"), view.start)
+        available = Interval(min(earliest, view.start), max(latest, view.start))
+        extra["jeb:estimate"] = {
+            "expected": format_instant(view.start),
+            "earliest": format_instant(available.start),
+            "latest": format_instant(available.end),
+            "basis": str(view.estimate.get("basis") or ""),
+        }
     schedule = ScheduledExecutionSchedule(
         preparing=ScheduleStartDurationInstant(
             start=view.start - view.preparation, duration=view.preparation
         ),
-        available=ScheduleStartDurationInterval(
-            start=Interval(view.start, view.start), duration=view.end - view.start
-        ),
+        available=ScheduleStartDurationInterval(start=available, duration=view.end - view.start),
         releasing=ScheduleStartDurationInstant(start=view.end),
     )
-    extra: dict[str, Any] = {"jeb:platform": {"name": platform, "broker": broker}}
     if view.outputs:
         extra["jeb:outputs"] = dict(view.outputs)
     return ScheduledExecutionSession(
@@ -308,6 +321,15 @@ def session_to_wire(
 def _accel_type(pool: str) -> AcceleratorType:
     head = pool.split(":", 1)[0].upper()
     return AcceleratorType(head) if head in AcceleratorType.__members__ else AcceleratorType.OTHER
+
+
+def _instant(value: Any, default: datetime) -> datetime:
+    """An ISO instant stored in the ledger's JSON (``default`` when missing or unreadable)."""
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        return default
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def utcnow() -> datetime:

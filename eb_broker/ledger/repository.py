@@ -59,6 +59,8 @@ class OfferDraft:
     resources: Resources
     preparation: timedelta
     name: str | None = None
+    #: A queue estimate's interval (see ``SessionRow.estimate``); None for precise slots.
+    estimate: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,7 @@ class Ledger:
                 connectors=[],
                 outputs={},
                 handle={},
+                estimate=draft.estimate,
             )
             for draft in offers
         ]

@@ -84,6 +84,9 @@ class SessionRow(Base):
     outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     handle: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     launched: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: Offers made from a queue estimate: {"earliest", "expected", "latest", "basis"} (ISO
+    #: instants); ``start``/``end`` are then the expected slot. None for precise slots.
+    estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     stop_requested: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
     __table_args__ = (

@@ -9,6 +9,8 @@ Life of a session on a platform::
 
     check(request)        pure: can this platform run it at all? (else NO, urn:not-supported)
     preparation(request)  pure: how long before the start must preparing begin
+    estimate(...)         optional: queue estimates for flexible requests (offers whose start
+                          is an interval, labelled ``jeb:estimate``)
     book(spec)            accepted: hold the slot on the platform itself (e.g. a Slurm
                           reservation); returns a handle (persisted at once)
     launch(spec)          start preparing + running; returns a handle (persisted at once)
@@ -30,7 +32,7 @@ from traitlets.config import LoggingConfigurable
 
 from eb_sdk.model import ExecutionRequest, MessageItem, SimpleSessionConnector
 
-from ..scheduling import Capacity, Resources
+from ..scheduling import Capacity, Demand, Resources
 
 
 class PlatformState(enum.StrEnum):
@@ -42,6 +44,15 @@ class PlatformState(enum.StrEnum):
     SUCCEEDED = "SUCCEEDED"  # finished well
     FAILED = "FAILED"  # finished badly: messages say why
     GONE = "GONE"  # the platform has no trace of it (lost)
+    UNKNOWN = "UNKNOWN"  # the platform cannot be asked right now: leave the phase alone
+
+
+class PlatformUnavailable(Exception):
+    """The platform cannot be reached right now (e.g. slurmctld is down).
+
+    Not a failure of the session: the reconciler leaves the session where it is and tries the
+    same step again on a later pass.
+    """
 
 
 @dataclass(frozen=True)
@@ -58,10 +69,29 @@ class SessionSpec:
     preparation: timedelta
     handle: dict[str, Any] = field(default_factory=dict)
     work_dir: str = ""
+    #: For sessions booked from a queue estimate: ``earliest``/``expected``/``latest`` start
+    #: (ISO instants) and ``basis``; None for precise slots.
+    estimate: dict[str, Any] | None = None
 
     @property
     def duration(self) -> timedelta:
         return self.end - self.start
+
+
+@dataclass(frozen=True)
+class EstimatedSlot:
+    """A queue estimate: the session may start anywhere in ``[earliest, latest]``.
+
+    ``expected`` is the platform's best guess (e.g. Slurm's backfill estimate); no resources
+    are held on the platform for it, the platform's queue decides when it really starts.
+    """
+
+    earliest: datetime
+    expected: datetime
+    latest: datetime
+    duration: timedelta
+    resources: Resources
+    basis: str = ""
 
 
 @dataclass
@@ -112,6 +142,17 @@ class Platform(LoggingConfigurable):
     def preparation(self, request: ExecutionRequest) -> timedelta:
         """Time needed before the start (image pull, staging estimate). Pure."""
         return timedelta(0)
+
+    async def estimate(
+        self, request: ExecutionRequest, demand: Demand, now: datetime
+    ) -> list[EstimatedSlot]:
+        """Queue estimates for a flexible request (empty: this platform makes none).
+
+        Called for every request that passed :meth:`check`; the broker offers them next to the
+        precise slots, labelled as estimates. Accepting one books no slot on the platform:
+        :meth:`launch` is called at once and the platform's queue decides the real start.
+        """
+        return []
 
     async def book(self, spec: SessionSpec) -> dict[str, Any]:
         """An offer was accepted: hold its slot on the platform, if the platform can.

@@ -184,7 +184,7 @@ class RequestsHandler(BaseHandler):
         identity = self.require_identity()
         request, raw = self.read_model(ExecutionRequest)
         started = time.perf_counter()
-        offerset, rows = self.broker.core.request_offers(identity, request, raw)
+        offerset, rows = await self.broker.core.request_offers(identity, request, raw)
         self.broker.observe_offer_latency(time.perf_counter() - started)
         url = self.url_for(f"/offersets/{offerset.uuid}")
         self.set_header("Location", url)
@@ -244,7 +244,7 @@ class DirectHandler(BaseHandler):
     async def post(self) -> None:
         identity = self.require_identity()
         request, raw = self.read_model(ExecutionRequest)
-        offerset, rows = self.broker.core.request_offers(identity, request, raw)
+        offerset, rows = await self.broker.core.request_offers(identity, request, raw)
         if not rows:
             answer = self.broker.offerset_wire(self, offerset, rows)
             details = answer.messages

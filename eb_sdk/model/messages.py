@@ -35,6 +35,7 @@ UNAUTHORIZED = "urn:unauthorized"
 FORBIDDEN = "urn:forbidden"
 POLICY = "urn:policy"
 PLATFORM = "urn:platform"
+PLATFORM_UNAVAILABLE = "urn:platform-unavailable"
 EXECUTION_FAILED = "urn:execution-failed"
 INTERNAL = "urn:internal-error"
 

@@ -3,6 +3,7 @@ the booked sessions never exceed the platform's capacity at any instant."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -91,7 +92,9 @@ def _run(hold: bool, steps: list[tuple[object, ...]]) -> None:
                 start=f"{start.strftime('%Y-%m-%dT%H:%M:%SZ')}/PT{int(width)}H",  # type: ignore[call-overload]
                 duration=f"PT{int(hours)}H",  # type: ignore[call-overload]
             )
-            _, rows = core.request_offers(identity, ExecutionRequest.model_validate(body), body)
+            _, rows = asyncio.run(
+                core.request_offers(identity, ExecutionRequest.model_validate(body), body)
+            )
             offers += [(identity, row.uuid) for row in rows]
             if accept_now and rows:
                 core.accept(identity, rows[0].uuid)
