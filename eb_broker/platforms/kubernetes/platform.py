@@ -1,0 +1,703 @@
+"""``KubernetesPlatform``: brokered Jupyter servers, notebook runs and containers as Pods.
+
+See docs/platforms/kubernetes.md. The I/O is in :mod:`.client`, everything that can be
+computed without a cluster in :mod:`.objects`; this class glues them to the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from traitlets import Bool, Dict, Float, Int, List, Unicode
+
+from eb_sdk.model import (
+    DockerContainer,
+    ExecutionRequest,
+    JupyterNotebook,
+    JupyterServer,
+    MessageItem,
+    SimpleSessionConnector,
+)
+from eb_sdk.model import messages as msg
+from eb_sdk.model.kinds import kind_label
+from eb_sdk.model.sessions import ConnectorStatus
+
+from ...scheduling import Capacity, Resources
+from ..base import Platform, PlatformState, PlatformStatus, SessionSpec
+from .client import JSON, KubeClient, KubeError, KubeUnavailable
+from .objects import (
+    ANNOTATION_OUTPUT,
+    KIND_SERVER,
+    LABEL_KIND,
+    LABEL_SESSION,
+    ClusterView,
+    PodSettings,
+    accelerator_kinds,
+    build_service,
+    build_session,
+    cluster_view,
+    image_of,
+    latest_events,
+    managed_labels,
+    minimum_demand,
+    object_name,
+    pod_env,
+    pvc_name,
+    read_pod,
+    selector,
+    server_url,
+    session_kind,
+)
+
+JUPYTER_SERVER_CONNECTOR = "urn:jeb:v1:connector:jupyter-server"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class KubernetesPlatform(Platform):
+    """Runs sessions as Pods on a Kubernetes cluster (servers get a Service as well)."""
+
+    name = "kubernetes"
+
+    refresh_interval = Float(
+        10.0,
+        config=True,
+        help="Seconds between re-reads of the nodes, foreign pods and quotas (the API's health "
+        "is checked with them, and by every poll).",
+    )
+
+    # -- connection --------------------------------------------------------------------------------
+
+    kubeconfig = Unicode(
+        "",
+        config=True,
+        help="Path of a kubeconfig file. Empty: in the cluster, the pod's service account; "
+        "elsewhere $KUBECONFIG or ~/.kube/config.",
+    )
+    context = Unicode("", config=True, help="kubeconfig context to use (empty: the current one).")
+    in_cluster = Bool(
+        None,
+        allow_none=True,
+        config=True,
+        help="True: use the pod's service account; False: use the kubeconfig; None (default): "
+        "the service account when there is one, else the kubeconfig.",
+    )
+    namespace = Unicode(
+        "default", config=True, help="Namespace the broker creates its pods, services and PVCs in."
+    )
+    instance = Unicode(
+        "eb-broker",
+        config=True,
+        help="Name of this broker on the cluster (label eb-broker=<instance> on everything it "
+        "creates). Pods of other instances count as foreign usage. Give each broker sharing "
+        "a cluster its own name.",
+    )
+    api_timeout = Float(
+        10.0, config=True, help="Seconds one API call may take before the API counts as down."
+    )
+    startup_wait = Float(
+        30.0,
+        config=True,
+        help="Seconds to wait at start-up for the API server to answer (the broker needs the "
+        "cluster's capacity before it can start).",
+    )
+
+    # -- where and what runs -----------------------------------------------------------------------
+
+    node_selector = Dict(
+        {},
+        config=True,
+        help="Labels of the nodes the broker may use, e.g. {'pool': 'jupyter'}. Only matching, "
+        "Ready, schedulable nodes count for capacity; every pod gets this nodeSelector.",
+    )
+    tolerations: List[dict[str, Any]] = List(
+        [],
+        config=True,
+        help="Tolerations (Kubernetes dicts, camelCase) added to every pod, e.g. "
+        "[{'key': 'jupyter', 'operator': 'Exists', 'effect': 'NoSchedule'}].",
+    )
+    profiles = Dict(
+        {},
+        config=True,
+        help="Per-kind pod settings, merged in order: 'default', the executable kind "
+        "('jupyter-server', 'jupyter-notebook', 'docker-container'), the accelerator type "
+        "('gpu') and pool ('gpu:A100') a session booked. Keys: node_selector, tolerations, "
+        "image, image_pull_secrets, image_pull_policy, labels, annotations, server_command, "
+        "kernel_name, storage_class, priority_class_name, uid, gid, fs_gid, "
+        "extra_pod_config, extra_container_config. E.g. {'gpu': {'tolerations': [{'key': "
+        "'nvidia.com/gpu', 'operator': 'Exists'}], 'image': 'quay.io/jupyter/pytorch-notebook'}}.",
+    )
+    image = Unicode(
+        "quay.io/jupyter/base-notebook:latest",
+        config=True,
+        help="Image of Jupyter server and notebook pods (it needs jupyter-server and, for "
+        "notebooks, papermill). Docker container requests bring their own image.",
+    )
+    image_pull_policy = Unicode(
+        "IfNotPresent", config=True, help="imagePullPolicy of every pod (Always, IfNotPresent)."
+    )
+    image_pull_secrets = List(
+        Unicode(), [], config=True, help="Names of image pull secrets in the namespace."
+    )
+    server_command = List(
+        Unicode(),
+        ["jupyter", "server"],
+        config=True,
+        help="Command of a Jupyter server pod when the request names none "
+        "(['jupyterhub-singleuser'] is the other usual value). The broker adds --ServerApp.ip, "
+        "--ServerApp.port, --ServerApp.port_retries=0 and --no-browser.",
+    )
+    server_port = Int(8888, config=True, help="Port the Jupyter server listens on in its pod.")
+    server_url_template = Unicode(
+        "http://{pod_ip}:{port}/{prefix}",
+        config=True,
+        help="URL of a server as users (and the broker, which checks that it answers) reach "
+        "it. Fields: {pod_ip}, {port}, {service} (= {name}), {namespace}, {uuid}, {prefix} "
+        "(JUPYTERHUB_SERVICE_PREFIX without slashes). E.g. "
+        "'http://{service}.{namespace}.svc:{port}/' for a broker inside the cluster, or an "
+        "ingress URL 'https://jupyter.example.org/eb/{uuid}/'.",
+    )
+    server_start_timeout = Float(
+        300.0,
+        config=True,
+        help="Seconds a running server pod may take to answer HTTP before the session FAILs.",
+    )
+    kernel_name = Unicode(
+        "python3",
+        config=True,
+        help="Kernel of notebook runs unless the request names one (empty: the notebook's own).",
+    )
+    notebook_output_dir = Unicode(
+        "/tmp",
+        config=True,
+        help="Directory in the pod papermill writes the executed notebook to "
+        "(<dir>/<uuid>.ipynb); the storage mount instead when the session booked storage.",
+    )
+    allow_privileged = Bool(
+        False, config=True, help="Run Docker container requests that ask for privileged mode."
+    )
+    stop_grace = Int(
+        30, config=True, help="terminationGracePeriodSeconds: how long a pod may take to stop."
+    )
+    extra_labels = Dict({}, config=True, help="Labels added to every object the broker creates.")
+    uid = Int(None, allow_none=True, config=True, help="runAsUser of the pods (None: image's).")
+    gid = Int(None, allow_none=True, config=True, help="runAsGroup of the pods.")
+    fs_gid = Int(None, allow_none=True, config=True, help="fsGroup of the pods (for PVCs).")
+
+    # -- capacity ----------------------------------------------------------------------------------
+
+    accelerators = Dict(
+        {
+            "nvidia.com/gpu": {"type": "gpu", "model_label": "nvidia.com/gpu.product"},
+            "amd.com/gpu": {"type": "gpu", "model_label": "amd.com/gpu.product-name"},
+        },
+        config=True,
+        help="Extended resources counted as accelerators: {resource: {type, model_label}}. "
+        "A node with 4 nvidia.com/gpu and the label nvidia.com/gpu.product=A100 adds 4 to the "
+        "pool 'gpu:A100' (to 'gpu' without the label); sessions booked on a pool get the "
+        "resource as request and limit and a nodeSelector on the model label.",
+    )
+    storage_gib = Int(
+        0,
+        config=True,
+        help="Storage (GiB) the broker may book as PVCs in total (also bounded by a "
+        "requests.storage quota). 0: storage requests are refused.",
+    )
+    storage_class = Unicode(
+        "", config=True, help="storageClassName of session PVCs (empty: the cluster default)."
+    )
+    storage_mount_path = Unicode(
+        "/home/jovyan/work",
+        config=True,
+        help="Where a session's PVC is mounted (a volume mount path in the request wins).",
+    )
+    foreign_pod_hours = Float(
+        336.0,
+        config=True,
+        help="How long pods the broker did not create are assumed to keep their resources "
+        "(hours; pods with activeDeadlineSeconds until that deadline).",
+    )
+    startup_seconds = Float(
+        10.0, config=True, help="Preparation planned before each start when the image is cached."
+    )
+    image_pull_seconds = Float(
+        120.0,
+        config=True,
+        help="Extra preparation planned when no node reports the image as present.",
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._client: KubeClient | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._view: ClusterView | None = None
+        self._available = True
+        self._reason = ""
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _new_client(self) -> KubeClient:
+        return KubeClient(
+            kubeconfig=self.kubeconfig,
+            context=self.context,
+            in_cluster=self.in_cluster,
+            timeout=self.api_timeout,
+        )
+
+    @property
+    def client(self) -> KubeClient:
+        if self._client is None:
+            self._client = self._new_client()
+        return self._client
+
+    def _settings(self) -> PodSettings:
+        return PodSettings(
+            namespace=self.namespace,
+            instance=self.instance,
+            image=self.image,
+            image_pull_policy=self.image_pull_policy,
+            image_pull_secrets=tuple(self.image_pull_secrets),
+            node_selector=dict(self.node_selector),
+            tolerations=tuple(self.tolerations),
+            profiles=dict(self.profiles),
+            server_command=tuple(self.server_command),
+            server_port=self.server_port,
+            kernel_name=self.kernel_name,
+            output_dir=self.notebook_output_dir,
+            storage_class=self.storage_class,
+            storage_mount_path=self.storage_mount_path,
+            stop_grace=self.stop_grace,
+            extra_labels=dict(self.extra_labels),
+            uid=self.uid,
+            gid=self.gid,
+            fs_gid=self.fs_gid,
+        )
+
+    def _mark_unavailable(self, reason: str) -> None:
+        if self._available or reason != self._reason:
+            self.log.warning("Kubernetes API unavailable: %s", reason)
+        self._available = False
+        self._reason = reason
+
+    def _mark_available(self) -> None:
+        if not self._available:
+            self.log.info("Kubernetes API reachable again")
+        self._available = True
+        self._reason = ""
+
+    @property
+    def available(self) -> bool:
+        """Whether the API server answered the last call."""
+        return self._available
+
+    async def _read_cluster(self, client: KubeClient) -> ClusterView:
+        nodes = await client.list_nodes()
+        pods = await client.list_pods(None, fields="status.phase!=Succeeded,status.phase!=Failed")
+        quotas = await client.list_quotas(self.namespace)
+        return cluster_view(
+            nodes,
+            pods,
+            quotas,
+            namespace=self.namespace,
+            instance=self.instance,
+            node_selector=dict(self.node_selector),
+            accelerators=accelerator_kinds(self.accelerators),
+            storage_gib=self.storage_gib,
+            now=_utcnow(),
+            foreign_hold=timedelta(hours=self.foreign_pod_hours),
+            tolerations=[
+                *self.tolerations,
+                *(t for p in self.profiles.values() for t in p.get("tolerations", [])),
+            ],
+        )
+
+    def _initial_view(self) -> ClusterView:
+        """Read the cluster once, synchronously (the broker asks for capacity at start-up,
+        before its event loop runs): in a thread with an event loop and a client of its own."""
+
+        async def read() -> ClusterView:
+            client = self._new_client()
+            deadline = asyncio.get_running_loop().time() + self.startup_wait
+            try:
+                while True:
+                    try:
+                        return await self._read_cluster(client)
+                    except KubeUnavailable:
+                        if asyncio.get_running_loop().time() >= deadline:
+                            raise
+                        await asyncio.sleep(1.0)
+            finally:
+                await client.close()
+
+        with ThreadPoolExecutor(2, thread_name_prefix="eb-k8s-start") as pool:
+            # kubespawner (and JupyterHub with it) takes seconds to import: do it now, not in
+            # the event loop at the first launch.
+            pool.submit(importlib.import_module, "kubespawner.objects")
+            try:
+                return pool.submit(asyncio.run, read()).result()
+            except (KubeUnavailable, KubeError) as exc:
+                raise RuntimeError(
+                    f"the Kubernetes platform cannot read the cluster's capacity: {exc}"
+                ) from exc
+
+    # -- Platform ----------------------------------------------------------------------------------
+
+    def executable_kinds(self) -> list[str]:
+        return [JupyterServer.KIND, JupyterNotebook.KIND, DockerContainer.KIND]
+
+    def capacity(self) -> Capacity:
+        if self._view is None:
+            self._view = self._initial_view()
+        return Capacity(self._view.capacity)
+
+    def external_usage(self) -> list[tuple[str, datetime, datetime, Resources]]:
+        if self._view is None:
+            return []
+        return [(f"pod:{p.key}", p.start, p.end, p.resources) for p in self._view.foreign]
+
+    async def refresh(self) -> None:
+        try:
+            view = await self._read_cluster(self.client)
+        except KubeUnavailable as exc:
+            self._mark_unavailable(str(exc))
+            return
+        except KubeError as exc:
+            self._mark_unavailable(f"the Kubernetes API refused to list the cluster: {exc}")
+            return
+        self._view = view
+        self._mark_available()
+
+    def check(self, request: ExecutionRequest) -> list[MessageItem]:
+        problems: list[MessageItem] = []
+        executable = request.executable
+
+        def no(message: str, **values: Any) -> None:
+            problems.append(msg.error(msg.NOT_SUPPORTED, message, **values))
+
+        if not self._available:
+            problems.append(
+                msg.error(
+                    msg.PLATFORM_UNAVAILABLE,
+                    f"the Kubernetes cluster cannot be reached now: {self._reason}",
+                )
+            )
+        if executable is None:
+            no("the request has no executable: say what to run (a notebook, a server, a container)")
+        elif executable.kind not in self.executable_kinds():
+            no(
+                f"the Kubernetes platform cannot run executables of kind {executable.kind} "
+                f"({kind_label(executable.kind)}); it runs Jupyter servers, Jupyter notebooks "
+                "and Docker containers",
+                executable=executable.kind,
+            )
+        elif isinstance(executable, JupyterNotebook) and not executable.location:
+            no("the notebook has no location: say where the notebook is")
+        elif isinstance(executable, DockerContainer):
+            if not image_of(request, ""):
+                no("the container has no image: give image.locations")
+            if executable.privileged and not self.allow_privileged:
+                problems.append(
+                    msg.error(msg.POLICY, "privileged containers are not allowed on this broker")
+                )
+        if request.data:
+            no(
+                "data staging is not available on this broker yet",
+                data_kinds=", ".join(sorted({d.kind for d in request.data})),
+            )
+        if request.storage and self.storage_gib <= 0:
+            no("this broker offers no storage (KubernetesPlatform.storage_gib is 0)")
+        problems += self._node_fit(request)
+        return problems
+
+    def _node_fit(self, request: ExecutionRequest) -> list[MessageItem]:
+        """A pod runs on one node: a minimum larger than every node can never be scheduled."""
+        if self._view is None or not self._view.nodes:
+            return []
+        wanted = minimum_demand(request)
+        largest = self._view.largest_node
+        out = []
+        for label, need, have in (
+            ("cores", wanted.cores, largest.cores),
+            ("GiB of memory", wanted.memory_gib, largest.memory_gib),
+        ):
+            if need > have:
+                out.append(
+                    msg.error(
+                        msg.RESOURCE_LIMIT,
+                        f"the minimum of {need} {label} does not fit on any one node "
+                        f"(the largest has {have})",
+                        requested=need,
+                        limit=have,
+                    )
+                )
+        for pool, need in dict(wanted.accelerators).items():
+            have = max(
+                (n for name, n in dict(largest.accelerators).items() if _pool_matches(pool, name)),
+                default=0,
+            )
+            if have and need > have:
+                out.append(
+                    msg.error(
+                        msg.RESOURCE_LIMIT,
+                        f"the minimum of {need} {pool} accelerators does not fit on any one "
+                        f"node (the largest has {have})",
+                        requested=need,
+                        limit=have,
+                    )
+                )
+        return out
+
+    def preparation(self, request: ExecutionRequest) -> timedelta:
+        seconds = self.startup_seconds
+        image = image_of(request, self.image)
+        images = self._view.images if self._view else frozenset()
+        if image not in images and f"docker.io/{image}" not in images:
+            seconds += self.image_pull_seconds
+        return timedelta(seconds=seconds)
+
+    async def launch(self, spec: SessionSpec) -> dict[str, Any]:
+        """Create the session's PVC, Pod and Service, or adopt them when they exist.
+
+        While the API server is down nothing can be created: :class:`KubeUnavailable` (a
+        ``PlatformUnavailable``) makes the reconciler keep the session PREPARING and call
+        ``launch`` again on a later pass.
+        """
+        client = self.client
+        ns = self.namespace
+        labels = {**managed_labels(self.instance), LABEL_SESSION: spec.uuid}
+        try:
+            found = await client.list_pods(ns, labels=selector(labels))
+            if found:
+                pod = found[0]
+                self.log.info("adopting pod %s/%s of %s", ns, pod["metadata"]["name"], spec.uuid)
+            else:
+                pod = await self._create(spec)
+            kind = (pod["metadata"].get("labels") or {}).get(LABEL_KIND, session_kind(spec.request))
+            service = ""
+            if kind == KIND_SERVER:
+                service = pod["metadata"]["name"]
+                await self._create_ignoring_conflict(
+                    "service", build_service(pod, self.server_port)
+                )
+        except KubeUnavailable as exc:
+            self._mark_unavailable(str(exc))
+            raise
+        self._mark_available()
+        hub = bool(pod_env(pod, "JUPYTERHUB_API_TOKEN"))
+        return {
+            **spec.handle,
+            "namespace": ns,
+            "pod": pod["metadata"]["name"],
+            "service": service,
+            "pvc": pvc_name(spec.uuid) if spec.resources.storage_gib > 0 else "",
+            "kind": kind,
+            "port": self.server_port,
+            "token": "" if hub else pod_env(pod, "JUPYTER_TOKEN"),
+            "hub": hub,
+            "output": (pod["metadata"].get("annotations") or {}).get(ANNOTATION_OUTPUT, ""),
+        }
+
+    async def _create(self, spec: SessionSpec) -> JSON:
+        view = self._view
+        built = build_session(
+            spec,
+            self._settings(),
+            view.pools if view else {},
+            token=secrets.token_hex(24),
+            now=_utcnow(),
+        )
+        if built.pvc is not None:
+            await self._create_ignoring_conflict("persistent_volume_claim", built.pvc)
+        try:
+            return await self.client.create("pod", self.namespace, built.pod)
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+            found = await self.client.list_pods(
+                self.namespace, fields=f"metadata.name={built.pod['metadata']['name']}"
+            )
+            if not found:
+                raise
+            return found[0]
+
+    async def _create_ignoring_conflict(self, kind: str, body: JSON) -> None:
+        try:
+            await self.client.create(kind, self.namespace, body)
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+
+    async def poll(self, specs: list[SessionSpec]) -> dict[str, PlatformStatus]:
+        """One list call (label selector) for every session; one event list when a pod waits.
+
+        While the API server is down every session is UNKNOWN: the reconciler leaves its
+        phase as it is, and the sessions pick up where they are when the API is back.
+        """
+        client = self.client
+        try:
+            pods = await client.list_pods(
+                self.namespace, labels=selector(managed_labels(self.instance))
+            )
+        except KubeUnavailable as exc:
+            self._mark_unavailable(str(exc))
+            return {s.uuid: PlatformStatus(PlatformState.UNKNOWN) for s in specs}
+        except KubeError as exc:
+            self.log.error("listing the broker's pods failed: %s", exc)
+            return {s.uuid: PlatformStatus(PlatformState.UNKNOWN) for s in specs}
+        self._mark_available()
+        by_uuid = {(p["metadata"].get("labels") or {}).get(LABEL_SESSION, ""): p for p in pods}
+        wanted = {s.uuid: s for s in specs if s.handle.get("pod")}
+        events: dict[str, Any] = {}
+        if any(
+            (by_uuid.get(u) or {}).get("status", {}).get("phase", "Pending") == "Pending"
+            for u in wanted
+            if u in by_uuid
+        ):
+            try:
+                events = latest_events(
+                    await client.list_events(self.namespace, fields="involvedObject.kind=Pod")
+                )
+            except (KubeUnavailable, KubeError) as exc:
+                self.log.warning("listing pod events failed: %s", exc)
+
+        out: dict[str, PlatformStatus] = {}
+        probes: dict[str, str] = {}
+        readings = {}
+        for uuid, spec in wanted.items():
+            pod = by_uuid.get(uuid)
+            if pod is None:
+                out[uuid] = PlatformStatus(
+                    PlatformState.GONE,
+                    [msg.error(msg.PLATFORM, f"the pod {spec.handle.get('pod')} no longer exists")],
+                )
+                continue
+            kind = str(spec.handle.get("kind") or session_kind(spec.request))
+            reading = read_pod(
+                pod,
+                events.get(pod["metadata"]["name"]),
+                kind=kind,
+                answered=bool(spec.handle.get("answered")),
+            )
+            readings[uuid] = (pod, reading)
+            if reading.needs_probe:
+                probes[uuid] = self._probe_url(spec, self._server_url(spec, pod))
+        answers = await self._probe_all(probes)
+
+        now = _utcnow()
+        for uuid, (pod, reading) in readings.items():
+            spec = wanted[uuid]
+            state, messages = reading.state, list(reading.messages)
+            handle = None
+            connectors: list[SimpleSessionConnector] = []
+            if reading.needs_probe:
+                if answers.get(uuid):
+                    state, messages = PlatformState.AVAILABLE, []
+                    handle = {**spec.handle, "answered": True}
+                elif reading.running_since is not None and now - reading.running_since > timedelta(
+                    seconds=self.server_start_timeout
+                ):
+                    state = PlatformState.FAILED
+                    messages = [
+                        msg.error(
+                            msg.EXECUTION_FAILED,
+                            f"the Jupyter server did not answer within "
+                            f"{self.server_start_timeout:g} s",
+                        )
+                    ]
+            if state == PlatformState.AVAILABLE:
+                connectors.append(
+                    SimpleSessionConnector(
+                        kind=JUPYTER_SERVER_CONNECTOR,
+                        protocol="HTTP",
+                        location=self._connector_url(spec, self._server_url(spec, pod)),
+                        status=ConnectorStatus.AVAILABLE,
+                    )
+                )
+            outputs = {"pod": f"{self.namespace}/{pod['metadata']['name']}"}
+            if spec.handle.get("output"):
+                outputs["notebook"] = str(spec.handle["output"])
+            out[uuid] = PlatformStatus(
+                state, messages, connectors=connectors, handle=handle, outputs=outputs
+            )
+        return out
+
+    def _server_url(self, spec: SessionSpec, pod: JSON) -> str:
+        return server_url(
+            self.server_url_template,
+            pod,
+            port=int(spec.handle.get("port") or self.server_port),
+            namespace=self.namespace,
+            uuid=spec.uuid,
+        )
+
+    @staticmethod
+    def _connector_url(spec: SessionSpec, url: str) -> str:
+        token = spec.handle.get("token")
+        return f"{url}?token={token}" if token else url
+
+    @staticmethod
+    def _probe_url(spec: SessionSpec, url: str) -> str:
+        token = spec.handle.get("token")
+        return f"{url}api/status?token={token}" if token else f"{url}api"
+
+    async def _probe_all(self, probes: dict[str, str]) -> dict[str, bool]:
+        """Does each server answer HTTP (any status below 500)? All at once, 3 s at most."""
+        if not probes:
+            return {}
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=3.0, verify=False)
+        http = self._http
+
+        async def probe(url: str) -> bool:
+            try:
+                return (await http.get(url)).status_code < 500
+            except httpx.HTTPError:
+                return False
+
+        uuids = list(probes)
+        results = await asyncio.gather(*(probe(probes[u]) for u in uuids))
+        return dict(zip(uuids, results, strict=True))
+
+    async def stop(self, spec: SessionSpec) -> None:
+        """Delete the pod (its containers get SIGTERM and ``stop_grace`` seconds).
+
+        Raises :class:`KubeUnavailable` while the API is down: the session stays RELEASING and
+        is stopped when the API is back (``stop`` and ``release`` are idempotent).
+        """
+        await self.client.delete(
+            "pod",
+            self.namespace,
+            spec.handle.get("pod") or object_name(spec.uuid),
+            grace=self.stop_grace,
+        )
+
+    async def release(self, spec: SessionSpec) -> None:
+        """Delete the Service, the Pod and the PVC of a session (each only if it exists)."""
+        name = spec.handle.get("pod") or object_name(spec.uuid)
+        await self.client.delete("service", self.namespace, spec.handle.get("service") or name)
+        await self.client.delete("pod", self.namespace, name, grace=self.stop_grace)
+        await self.client.delete(
+            "persistent_volume_claim", self.namespace, spec.handle.get("pvc") or pvc_name(spec.uuid)
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+def _pool_matches(wanted: str, pool: str) -> bool:
+    """``gpu`` matches every gpu pool, ``gpu:A100`` only itself (case-insensitively)."""
+    wanted, pool = wanted.lower(), pool.lower()
+    return pool == wanted if ":" in wanted else pool.split(":", 1)[0] == wanted
