@@ -182,7 +182,10 @@ def lock_held(path: Path) -> bool:
     return False
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(host: str = LOOPBACK) -> int:
     """A TCP port that is free on ``host`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -194,8 +197,10 @@ def is_singleuser(command: list[str]) -> bool:
     return any("jupyterhub-singleuser" in os.path.basename(part) for part in command[:3])
 
 
-def server_argv(command: list[str], *, port: int, root_dir: str, allow_root: bool) -> list[str]:
-    """The full command line of a Jupyter server on ``127.0.0.1:port``.
+def server_argv(
+    command: list[str], *, port: int, root_dir: str, allow_root: bool, ip: str = LOOPBACK
+) -> list[str]:
+    """The full command line of a Jupyter server on ``ip:port`` (loopback by default).
 
     The token is not on the command line (other users can read that): the runner passes it in
     the ``JUPYTER_TOKEN`` environment variable. ``port_retries=0`` makes the server fail rather
@@ -203,7 +208,7 @@ def server_argv(command: list[str], *, port: int, root_dir: str, allow_root: boo
     """
     argv = [
         *command,
-        "--ip=127.0.0.1",
+        f"--ip={ip}",
         f"--port={port}",
         "--ServerApp.port_retries=0",
         "--no-browser",
@@ -214,21 +219,41 @@ def server_argv(command: list[str], *, port: int, root_dir: str, allow_root: boo
     return argv
 
 
-def server_urls(port: int, token: str | None, prefix: str = "/") -> tuple[str, str]:
-    """``(user URL, health-check URL)`` of a server on ``127.0.0.1:port``.
+def server_urls(
+    port: int, token: str | None, prefix: str = "/", *, ip: str = LOOPBACK, host: str = ""
+) -> tuple[str, str]:
+    """``(user URL, health-check URL)`` of a server listening on ``ip:port``.
 
     With a token (plain Jupyter server) the user URL carries it and the health check asks the
     authenticated ``api/status``; without (JupyterHub single-user, the hub authenticates) the
-    URL is the service prefix and the health check asks ``api``.
+    URL is the service prefix and the health check asks ``api``. The user URL names ``host``
+    (default: ``ip``, or this machine's name when the server listens on every address); the
+    runner checks health over loopback when it can.
     """
     if not prefix.startswith("/"):
         prefix = "/" + prefix
     if not prefix.endswith("/"):
         prefix += "/"
-    base = f"http://127.0.0.1:{port}{prefix}"
+    everywhere = ip in ("0.0.0.0", "::", "")
+    user_host = url_host(host, ip)
+    check_host = LOOPBACK if everywhere else ip
+    base = f"http://{_bracket(user_host)}:{port}{prefix}"
+    check = f"http://{_bracket(check_host)}:{port}{prefix}"
     if token:
-        return f"{base}?token={token}", f"{base}api/status?token={token}"
-    return base, f"{base}api"
+        return f"{base}?token={token}", f"{check}api/status?token={token}"
+    return base, f"{check}api"
+
+
+def url_host(template: str, ip: str) -> str:
+    """The host name users reach a server on this machine by: ``template`` with ``{hostname}``
+    and ``{fqdn}`` filled in; empty: ``ip``, or this machine's name for a wildcard ``ip``."""
+    if not template:
+        template = "{fqdn}" if ip in ("0.0.0.0", "::", "") else ip
+    return template.format(hostname=socket.gethostname(), fqdn=socket.getfqdn())
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def http_answers(url: str, timeout: float = 2.0) -> bool:
@@ -440,14 +465,17 @@ class Runner:
         env.update({str(k): str(v) for k, v in (spec.get("environment") or {}).items()})
         server_log = self.dir / SERVER_LOG_FILE
         self.status["server_log"] = str(server_log)
+        ip = str(spec.get("ip") or LOOPBACK)
         for attempt in range(3):
-            port = free_port()
+            port = free_port(ip if ip not in ("", "::") else "0.0.0.0")
             token = None if hub else secrets.token_urlsafe(24)
             if token:
                 env["JUPYTER_TOKEN"] = token
             prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/") if hub else "/"
-            url, health = server_urls(port, token, prefix)
-            argv = server_argv(command, port=port, root_dir=root_dir, allow_root=os.geteuid() == 0)
+            url, health = server_urls(port, token, prefix, ip=ip, host=str(spec.get("host") or ""))
+            argv = server_argv(
+                command, port=port, root_dir=root_dir, allow_root=os.geteuid() == 0, ip=ip
+            )
             log.info("starting server: %s", " ".join(argv))
             with server_log.open("ab") as out:
                 proc = subprocess.Popen(

@@ -8,6 +8,7 @@ queue estimates next to a busy node; cancel; slurmctld stopped and back.
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def test_notebook_in_an_advance_reservation(
     slurm_broker: SlurmBroker, slurm: SlurmCluster, tmp_path: Path
 ) -> None:
     broker = slurm_broker()
-    nb = write_notebook(tmp_path / "double.ipynb", "import time; time.sleep(2)", "print(x * 2)")
+    nb = write_notebook(tmp_path / "double.ipynb", "import time; time.sleep(8)", "print(x * 2)")
     body = notebook_request(1, 1, duration="PT2M", location=str(nb))
     body["executable"]["jeb:parameters"] = {"x": 21}
     with broker.client() as c:
@@ -125,6 +126,17 @@ def test_notebook_in_an_advance_reservation(
         assert parse_instant(fields["StartTime"] + "Z") == start_of(offer)
         assert parse_instant(fields["EndTime"] + "Z") == end_of(offer)
 
+        # while it runs: in its reservation, not started before the slot (--begin)
+        running = wait_until(
+            "the job running",
+            lambda: (j := job_of(slurm, name)) and j["job_state"] == "RUNNING" and j,
+            60,
+            0.2,
+        )
+        assert running["resv_name"] == name
+        slot_start = start_of(offer).timestamp()
+        assert running["eligible_time"] >= slot_start  # --begin=<start>
+        assert running["start_time"] >= slot_start
         done = wait_phase(c, uuid, "COMPLETED", "FAILED", "CANCELLED")
         assert done["phase"] == "COMPLETED", messages_of(done)
         out = nbformat.read(done["jeb:outputs"]["notebook"], as_version=4)
@@ -132,7 +144,6 @@ def test_notebook_in_an_advance_reservation(
         assert Path(done["jeb:outputs"]["log"]).exists()
         job = job_of(slurm, name)
         assert job is not None and job["job_state"] == "COMPLETED"
-        assert job["resv_name"] in (name, "")  # (the name goes once the reservation is gone)
         assert our_reservation(slurm, name) is None  # released
 
 
@@ -192,7 +203,11 @@ def test_failing_notebook_fails_with_the_error(
 def test_jupyter_server_is_available_through_its_connector(
     slurm_broker: SlurmBroker, slurm: SlurmCluster
 ) -> None:
-    broker = slurm_broker()
+    """The server listens on every address of its node, and the connector names the node
+    (server_ip=0.0.0.0, server_host={hostname}), as on a cluster of many hosts."""
+    broker = slurm_broker(
+        "--SlurmPlatform.server_ip=0.0.0.0", "--SlurmPlatform.server_host={hostname}"
+    )
     body = notebook_request(1, 1, duration="PT5M")
     body["executable"] = {"kind": SERVER}
     with broker.client() as c:
@@ -203,13 +218,29 @@ def test_jupyter_server_is_available_through_its_connector(
         assert up["phase"] == "AVAILABLE", messages_of(up)
         (connector,) = up["connectors"]
         assert connector["kind"] == "urn:jeb:v1:connector:jupyter-server"
+        location = httpx.URL(connector["location"])
+        assert location.host == socket.gethostname(), location
         assert httpx.get(connector["location"], timeout=10).status_code < 400
+        # it listens on the node's other addresses too, not only on loopback
+        elsewhere = str(location.copy_with(host=_other_address()))
+        assert httpx.get(elsewhere, timeout=10).status_code < 400
         job = job_of(slurm, f"{broker.prefix}{uuid}")
         assert job is not None and job["job_state"] == "RUNNING"
         accept(c, offer["meta"]["url"], "CANCELLED")
         done = wait_phase(c, uuid, "CANCELLED", "FAILED", "COMPLETED", timeout=60)
         assert done["phase"] == "CANCELLED"
         assert our_reservation(slurm, f"{broker.prefix}{uuid}") is None
+
+
+def _other_address() -> str:
+    """An address of this machine that is not 127.0.0.1 (the node's other interfaces)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET: nothing is sent
+            address = str(probe.getsockname()[0])
+        except OSError:
+            address = ""
+    return address if address and address != "127.0.0.1" else "127.0.0.2"
 
 
 def test_queue_estimate_next_to_foreign_jobs_and_reservations(

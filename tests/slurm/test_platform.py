@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from eb_broker.platforms import load_platform
+from eb_broker.platforms import local_runner as rn
 from eb_broker.platforms.base import PlatformState, SessionSpec
 from eb_broker.platforms.slurm import SlurmCLI, SlurmPlatform
 from eb_broker.scheduling import Demand, Resources, Window
 from eb_sdk.model import ExecutionRequest, JupyterNotebook, SingularityContainer
-from eb_sdk.model.messages import NOT_SUPPORTED, PLATFORM_UNAVAILABLE, RESOURCE_LIMIT
+from eb_sdk.model.messages import NOT_SUPPORTED, PLATFORM, PLATFORM_UNAVAILABLE, RESOURCE_LIMIT
 from tests.fixtures.slurm import SlurmCluster
 from tests.slurm.conftest import ME, unique_prefix, wait_until, write_notebook
 
@@ -255,3 +256,121 @@ def test_launch_failure_is_reported_without_submitting(
     status = asyncio.run(scenario())
     assert status.state == PlatformState.FAILED
     assert "notebook not found" in str(status.messages[0])
+
+
+def test_poll_does_not_ask_again_for_jobs_whose_runner_ended(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    """A finished session whose job slurmctld forgot (MinJobAge) costs no second squeue."""
+    client = SlurmCLI(slurm_conf=str(slurm.conf))
+    platform = make_platform(slurm, tmp_path / "work", poll_interval=30)
+    platform._client = client
+    request = ExecutionRequest(executable=JupyterNotebook(location="/nb.ipynb"))
+    spec = make_spec(request, start=datetime.now(UTC))
+    session_dir = platform.session_dir(spec)
+    session_dir.mkdir(parents=True)
+    rn.write_json_atomic(session_dir / rn.STATUS_FILE, {"state": "SUCCEEDED"})
+    gone = with_handle(spec, {"job_id": 999_999, "dir": str(session_dir)})
+
+    async def scenario() -> PlatformState:
+        await platform.refresh()
+        await asyncio.sleep(0.6)  # the listing is older than the re-ask threshold
+        before = client.calls["squeue"]
+        status = (await platform.poll([gone]))[spec.uuid]
+        assert client.calls["squeue"] == before  # the cached listing served
+        return status.state
+
+    assert asyncio.run(scenario()) == PlatformState.SUCCEEDED
+
+
+def test_jobs_slurm_ends_badly_fail_with_slurms_reason(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """For real: DEADLINE (a queue estimate that could not start in its window), CANCELLED by
+    someone else's scancel, TIMEOUT (the 1-minute limit of a notebook sleeping 5 minutes:
+    Slurm takes 60 to 90 s to notice)."""
+    platform = make_platform(slurm, tmp_path / "work")
+    notebook = write_notebook(tmp_path / "long.ipynb", "import time; time.sleep(300)")
+    request = ExecutionRequest(executable=JupyterNotebook(location=str(notebook)))
+
+    def queued(minutes: int, window: timedelta) -> SessionSpec:
+        now = datetime.now(UTC)
+        estimate = {
+            "earliest": now.isoformat(),
+            "expected": now.isoformat(),
+            "latest": (now + window).isoformat(),
+            "basis": "test",
+        }
+        return make_spec(request, start=now, minutes=minutes, estimate=estimate)
+
+    async def launched(spec: SessionSpec) -> SessionSpec:
+        return with_handle(spec, await platform.launch(spec))
+
+    async def state_of(spec: SessionSpec, *wanted: PlatformState) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 150
+        while loop.time() < deadline:
+            status = (await platform.poll([spec]))[spec.uuid]
+            if status.state in wanted:
+                return status
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"{spec.uuid} not {wanted} within 150 s: {status}")
+
+    def only_slurms(status: Any) -> Any:
+        assert status.state == PlatformState.FAILED
+        return status.messages[0]
+
+    async def scenario() -> None:
+        # two 1-core jobs fill the 2-core node
+        timeout = await launched(queued(1, timedelta(hours=1)))
+        cancel = await launched(queued(5, timedelta(hours=1)))
+        for spec in (timeout, cancel):
+            await state_of(spec, PlatformState.RUNNING)
+        # DEADLINE: may start only within the next 5 s, and the node is full
+        late = await launched(queued(1, timedelta(seconds=5)))
+        message = only_slurms(await state_of(late, PlatformState.FAILED))
+        assert "could not start before the end of the requested start window" in str(message)
+        assert message.values["slurm_state"] == "DEADLINE"
+        # CANCELLED outside the broker
+        slurm.run("scancel", str(cancel.handle["job_id"]))
+        message = only_slurms(await state_of(cancel, PlatformState.FAILED))
+        assert message.kind == PLATFORM and "was cancelled in Slurm" in str(message)
+        # TIMEOUT: urn:resource-limit
+        message = only_slurms(await state_of(timeout, PlatformState.FAILED))
+        assert message.kind == RESOURCE_LIMIT, message
+        assert "reached its time limit" in str(message)
+        assert message.values["slurm_state"] == "TIMEOUT"
+
+    asyncio.run(scenario())
+
+
+def test_reservation_holds_cores_for_the_memory(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """Slurm 22.05 reserves cores, not memory: 1 core + 5 GiB on a 2-core 6 GiB node holds
+    both cores (the broker counts the second as foreign usage); when the second core is
+    taken, the booked core only, and the session says what that means."""
+    platform = make_platform(slurm, tmp_path / "work")
+    request = ExecutionRequest(executable=JupyterNotebook(location="/nb.ipynb"))
+    later = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+
+    def big(start: datetime) -> SessionSpec:
+        spec = make_spec(request, start=start, minutes=10)
+        return SessionSpec(**{**spec.__dict__, "resources": Resources(cores=1, memory_gib=5)})
+
+    padded = big(later)
+    handle = asyncio.run(platform.book(padded))
+    fields = dict(kv.split("=", 1) for kv in slurm.reservations().split() if "=" in kv)
+    assert fields["CoreCnt"] == "2" and handle["reserved_cores"] == 2
+    assert "holds 2 cores (1 booked)" in handle["memory_note"]
+    fresh = make_platform(slurm, tmp_path / "work", reservation_prefix=platform.reservation_prefix)
+    usage = {key: res for key, _, _, res in fresh.external_usage()}  # after a restart too
+    assert usage == {f"resv-pad:{handle['reservation']}": Resources(cores=1, memory_gib=0)}
+    asyncio.run(platform.release(with_handle(padded, handle)))
+
+    # the other core is taken by someone else's job: only the booked core can be held
+    other = slurm.sbatch("-c", "1", "--mem=1G", "-t", "10", "-J", "other")
+    wait_until("the other job to run", lambda: slurm.job_state(other) == "RUNNING")
+    soon = big(datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=2))
+    handle = asyncio.run(platform.book(soon))
+    assert handle["reserved_cores"] == 1
+    assert "may take memory this session needs (5 GiB)" in handle["memory_note"]
+    (line,) = [r for r in slurm.reservations().splitlines() if handle["reservation"] in r]
+    assert "CoreCnt=1" in line
+    asyncio.run(platform.release(with_handle(soon, handle)))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Protocol
@@ -68,15 +67,6 @@ class SlurmClient(Protocol):
     async def cancel(self, job_ids: Sequence[int]) -> None:
         """Cancel jobs (finished or unknown ones are fine)."""
         ...
-
-
-_PREFIX = re.compile(r"^(?:sbatch|scontrol|scancel|squeue|sinfo)?:?\s*(?:error|fatal):\s*", re.I)
-
-
-def _clean(text: str) -> str:
-    """Slurm's error output as one short line."""
-    lines = [_PREFIX.sub("", line).strip() for line in text.splitlines()]
-    return "; ".join(line for line in lines if line)[:500] or "no message"
 
 
 class SlurmCLI:
@@ -144,7 +134,7 @@ class SlurmCLI:
     ) -> tuple[str, str]:
         code, out, err = await self.run(command, args, stdin)
         if code != 0:
-            text = _clean(err or out)
+            text = so.clean_error(err or out)
             if so.is_unreachable(err or out):
                 raise SlurmUnavailable(f"slurmctld cannot be reached: {text}")
             raise SlurmError(f"{command}: {text}")
@@ -184,19 +174,11 @@ class SlurmCLI:
         if "invalid" in text.lower() or "not found" in text.lower():
             return False
         if so.is_unreachable(text):
-            raise SlurmUnavailable(f"slurmctld cannot be reached: {_clean(text)}")
-        raise SlurmError(f"scontrol delete reservation {name}: {_clean(text)}")
+            raise SlurmUnavailable(f"slurmctld cannot be reached: {so.clean_error(text)}")
+        raise SlurmError(f"scontrol delete reservation {name}: {so.clean_error(text)}")
 
     async def cancel(self, job_ids: Sequence[int]) -> None:
         if not job_ids:
             return
         code, out, err = await self.run("scancel", [str(j) for j in job_ids])
-        text = err or out
-        if code == 0 or not text.strip():
-            return
-        if so.is_unreachable(text):
-            raise SlurmUnavailable(f"slurmctld cannot be reached: {_clean(text)}")
-        lowered = text.lower()
-        if "already completing or completed" in lowered or "invalid job id" in lowered:
-            return
-        raise SlurmError(f"scancel: {_clean(text)}")
+        so.check_scancel(code, err or out)

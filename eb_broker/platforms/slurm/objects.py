@@ -53,6 +53,33 @@ def is_unreachable(text: str) -> bool:
     return any(phrase in lowered for phrase in _UNREACHABLE)
 
 
+_PREFIX = re.compile(r"^(?:sbatch|scontrol|scancel|squeue|sinfo)?:?\s*(?:error|fatal):\s*", re.I)
+
+
+def clean_error(text: str) -> str:
+    """Slurm's error output as one short line."""
+    lines = [_PREFIX.sub("", line).strip() for line in text.splitlines()]
+    return "; ".join(line for line in lines if line)[:500] or "no message"
+
+
+def check_scancel(code: int, text: str) -> None:
+    """What ``scancel``'s exit code and output mean: nothing (the jobs are cancelled, or had
+    ended, or are unknown), :class:`SlurmUnavailable` or :class:`SlurmError`.
+
+    A nonzero exit without a word is an error too: the job may well still run.
+    """
+    if code == 0:
+        return
+    if not text.strip():
+        raise SlurmError(f"scancel exited with code {code} and no message")
+    if is_unreachable(text):
+        raise SlurmUnavailable(f"slurmctld cannot be reached: {clean_error(text)}")
+    lowered = text.lower()
+    if "already completing or completed" in lowered or "invalid job id" in lowered:
+        return
+    raise SlurmError(f"scancel: {clean_error(text)}")
+
+
 # -- time -----------------------------------------------------------------------------------------
 
 
@@ -596,6 +623,8 @@ class ClusterView:
     prefix: str = "eb-"
     #: Our queued (estimate) jobs' held slots on the broker's timeline, by session uuid.
     holds: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+    #: Cores our reservations hold beyond what their sessions booked (for memory), by name.
+    padding: dict[str, int] = field(default_factory=dict)
 
     def our_nodes(self) -> list[Node]:
         if not self.partition:
@@ -623,6 +652,22 @@ class ClusterView:
             return 0, 0
         return max(n.cpus for n in nodes), max(n.memory_mb for n in nodes) // _MIB_PER_GIB
 
+    def cores_for_memory(self, cores: int, memory_mb: int) -> int:
+        """How many cores a reservation holds so that ``memory_mb`` stays free for its job.
+
+        Slurm 22.05 reserves cores, not memory: while the reservation waits for its job, other
+        jobs may take the node's memory on the cores it leaves free. Holding enough cores
+        that their per-core share of the node's memory (the smallest share of the usable
+        nodes) covers the session's memory keeps jobs that ask no more than their share off
+        it. At most a whole node; at least ``cores``.
+        """
+        nodes = [n for n in self.usable_nodes() if n.cpus > 0 and n.memory_mb > 0]
+        if not nodes or memory_mb <= 0:
+            return cores
+        share = min(n.memory_mb / n.cpus for n in nodes)
+        needed = math.ceil(memory_mb / share - 1e-9)
+        return max(cores, min(needed, max(n.cpus for n in nodes)))
+
     def usage(
         self,
         jobs: Iterable[Job],
@@ -638,7 +683,14 @@ class ClusterView:
         limit = now + horizon
         out: list[Usage] = []
         for resv in reservations:
-            if self.is_ours(resv.name) or resv.end <= now:
+            if resv.end <= now:
+                continue
+            if self.is_ours(resv.name):
+                extra = self.padding.get(resv.name, 0)  # booked: counted by the broker itself
+                if extra > 0:
+                    out.append(
+                        Usage(f"resv-pad:{resv.name}", resv.start, min(resv.end, limit), extra, 0)
+                    )
                 continue
             covered = [by_name[h] for h in resv.nodes if h in by_name and h in names]
             if not covered:

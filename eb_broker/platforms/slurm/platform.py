@@ -26,9 +26,9 @@ import asyncio
 import concurrent.futures
 import os
 import pwd
-import shutil
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ from ..local import (
     _location_scheme,
 )
 from .cli import SlurmCLI, SlurmClient
+from .containers import EngineProbe
 from .objects import (
     FAILED_STATES,
     ClusterView,
@@ -79,6 +80,7 @@ from .objects import (
 #: The directory holding the ``eb_broker`` package (put on the runner's PYTHONPATH).
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 JOB_ID_FILE = "slurm_job_id"
+RESERVATION_FILE = "reservation.json"
 SCRIPT_FILE = "job.sh"
 _MIB_PER_GIB = 1024
 
@@ -175,12 +177,26 @@ class SlurmPlatform(Platform):
         help="Extra sbatch options for every session, e.g. ['--qos=interactive'].",
     )
     container_engine = Unicode(
+        "auto",
         config=True,
         help=(
-            "apptainer or singularity as the nodes have it (a command or a path), to run "
-            "SingularityContainer executables. Default: the first of the two on the broker's "
-            "PATH. Empty: Singularity containers are answered with urn:not-supported."
+            "How SingularityContainer executables run: 'auto' (default) asks the nodes with "
+            "one small probe job which of container_engine_candidates they have (cached in "
+            "<work_dir>/.eb-probe/ for container_probe_max_age); a command or path "
+            "('apptainer', '/opt/apptainer/bin/apptainer') says so without a probe; empty: "
+            "containers are answered with urn:not-supported."
         ),
+    )
+    container_engine_candidates = List(
+        Unicode(),
+        default_value=["apptainer", "singularity"],
+        config=True,
+        help="Commands (or paths) the 'auto' probe looks for on the nodes, in this order.",
+    )
+    container_probe_max_age = Float(
+        86400.0,
+        config=True,
+        help="Seconds a probe's answer is used before the nodes are asked again.",
     )
 
     # -- timing ---------------------------------------------------------------------------------
@@ -282,6 +298,25 @@ class SlurmPlatform(Platform):
     server_start_timeout = Float(
         120.0, config=True, help="Seconds a Jupyter server may take to answer HTTP."
     )
+    server_ip = Unicode(
+        "127.0.0.1",
+        config=True,
+        help=(
+            "Address a session's Jupyter server listens on, on its node. 127.0.0.1 (default): "
+            "reachable from that node only (right for one-machine clusters and for sites that "
+            "tunnel). '0.0.0.0': every address of the node, so users and the broker reach it "
+            "at the host name in server_host (token-protected, or by the hub's OAuth)."
+        ),
+    )
+    server_host = Unicode(
+        "",
+        config=True,
+        help=(
+            "Host name in a server's connector URL, filled in on the node: '{hostname}' and "
+            "'{fqdn}' are replaced, e.g. '{hostname}.ib.example.org'. Empty: server_ip, or "
+            "the node's fully qualified name when server_ip is 0.0.0.0."
+        ),
+    )
     kernel_start_timeout = Float(
         120.0, config=True, help="Seconds a notebook's kernel may take to start."
     )
@@ -293,10 +328,6 @@ class SlurmPlatform(Platform):
     @default("package_path")
     def _package_path_default(self) -> str:
         return _PACKAGE_ROOT
-
-    @default("container_engine")
-    def _engine_default(self) -> str:
-        return shutil.which("apptainer") or shutil.which("singularity") or ""
 
     def __init__(self, client: SlurmClient | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -311,6 +342,9 @@ class SlurmPlatform(Platform):
         #: slots the broker holds for our queued (estimate) jobs, by session uuid
         self._holds: dict[str, tuple[datetime, datetime]] = {}
         self._queue_cache: tuple[list[Job], Timeline] | None = None
+        self._probe: EngineProbe | None = None
+        #: cores our reservations hold beyond their bookings (for memory), by name
+        self._padding: dict[str, int] = {}
 
     @property
     def client(self) -> SlurmClient:
@@ -330,7 +364,11 @@ class SlurmPlatform(Platform):
 
     def _view(self) -> ClusterView:
         return ClusterView(
-            self._nodes, self.partition, self.reservation_prefix, holds=dict(self._holds)
+            self._nodes,
+            self.partition,
+            self.reservation_prefix,
+            holds=dict(self._holds),
+            padding=dict(self._padding),
         )
 
     def _mark(self, exc: SlurmUnavailable | None) -> None:
@@ -373,8 +411,49 @@ class SlurmPlatform(Platform):
         assert isinstance(nodes, list) and isinstance(jobs, list)
         assert isinstance(reservations, list)
         self._nodes, self._reservations = nodes, reservations
+        self._load_padding()
         self._set_jobs(jobs)
         self._mark(None)
+        await self._probe_engine(jobs)
+
+    # -- the container engine ---------------------------------------------------------------
+
+    @property
+    def engine(self) -> str:
+        """The container engine of the nodes ('' when there is none, or not known yet)."""
+        if self.container_engine != "auto":
+            return self.container_engine
+        return (self._probe.engine or "") if self._probe is not None else ""
+
+    def _engine_probe(self) -> EngineProbe:
+        if self._probe is None:
+            self._probe = EngineProbe(
+                self._work_path() / ".eb-probe",
+                tuple(self.container_engine_candidates),
+                max_age=self.container_probe_max_age,
+            )
+        return self._probe
+
+    async def _probe_engine(self, jobs: list[Job]) -> None:
+        """Ask the nodes for their container engine (``container_engine = "auto"``)."""
+        if self.container_engine != "auto" or not self.container_engine_candidates:
+            return
+        probe = self._engine_probe()
+        if not probe.due():
+            return
+        template = JobRequest(
+            name=f"{self.reservation_prefix}probe",
+            cores=1,
+            memory_mb=0,
+            time_limit=1,
+            partition=self.partition,
+            account=self.account,
+        )
+        try:
+            await probe.step(self.client, jobs, template)
+        except SlurmError as exc:  # refused (limits, a bad partition): say so, try later
+            probe.note = f"the probe job could not be submitted: {exc}"
+            self.log.warning("container engine probe: %s", probe.note)
 
     def _set_jobs(self, jobs: list[Job]) -> None:
         self._jobs = jobs
@@ -407,7 +486,7 @@ class SlurmPlatform(Platform):
 
     def executable_kinds(self) -> list[str]:
         kinds = [JupyterNotebook.KIND, JupyterServer.KIND]
-        if self.container_engine:
+        if self.engine:
             kinds.append(SingularityContainer.KIND)
         return kinds
 
@@ -437,11 +516,8 @@ class SlurmPlatform(Platform):
                 executable=executable.kind,
             )
         elif isinstance(executable, SingularityContainer):
-            if not self.container_engine:
-                no(
-                    "no Singularity/Apptainer on this Slurm cluster's nodes",
-                    executable=executable.kind,
-                )
+            if not self.engine:
+                no(self._no_engine_reason(), executable=executable.kind)
             elif not executable.location:
                 no("the container has no location: say where the image is")
         elif executable.kind not in self.executable_kinds():
@@ -495,6 +571,19 @@ class SlurmPlatform(Platform):
                     )
                 )
         return problems
+
+    def _no_engine_reason(self) -> str:
+        probe = self._probe if self.container_engine == "auto" else None
+        if probe is None:
+            return "no Singularity/Apptainer on this Slurm cluster's nodes"
+        if probe.engine is None:
+            waiting = f" (Slurm job {probe.job[0]})" if probe.job else ""
+            return (
+                "whether this Slurm cluster's nodes have Singularity/Apptainer is not known "
+                f"yet: a probe job asks them{waiting}; please try again shortly"
+                + (f" ({probe.note})" if probe.note else "")
+            )
+        return f"no Singularity/Apptainer on this Slurm cluster's nodes ({probe.note})"
 
     def preparation(self, request: ExecutionRequest) -> timedelta:
         return timedelta(seconds=self.preparation_seconds)
@@ -615,7 +704,10 @@ class SlurmPlatform(Platform):
             return Path(recorded)
         if not spec.uuid or "/" in spec.uuid or spec.uuid in (".", ".."):
             raise ValueError(f"not a usable session uuid: {spec.uuid!r}")
-        return Path(self.work_dir).expanduser().absolute() / spec.uuid
+        return self._work_path() / spec.uuid
+
+    def _work_path(self) -> Path:
+        return Path(self.work_dir).expanduser().absolute()
 
     def job_name(self, spec: SessionSpec) -> str:
         return f"{self.reservation_prefix}{spec.uuid}"
@@ -639,7 +731,12 @@ class SlurmPlatform(Platform):
     # -- life cycle ---------------------------------------------------------------------------
 
     async def book(self, spec: SessionSpec) -> dict[str, Any]:
-        """Create the advance reservation of an accepted precise slot (idempotent)."""
+        """Create the advance reservation of an accepted precise slot (idempotent).
+
+        It holds enough cores for the session's memory too (see
+        :meth:`ClusterView.cores_for_memory`: Slurm 22.05 cannot reserve memory); when those
+        extra cores are not free, the booked cores only, and the session says so.
+        """
         handle = dict(spec.handle)
         if spec.estimate:
             return handle  # queued: nothing is held in Slurm
@@ -647,36 +744,79 @@ class SlurmPlatform(Platform):
         if handle.get("reservation") == name:
             return handle
         account = self._account_of(spec.owner)
+        self._ensure_loaded()  # the nodes' memory per core
+        cores = max(1, spec.resources.cores)
+        memory_mb = spec.resources.memory_gib * _MIB_PER_GIB
         request = ReservationRequest(
             name=name,
             start=max(_ceil_second(spec.start), _ceil_second(_utcnow() + timedelta(seconds=1))),
             end=spec.end,
             user=account.pw_name,
-            cores=max(1, spec.resources.cores),
+            cores=self._view().cores_for_memory(cores, memory_mb),
             partition=self.partition,
             account=self.account,
         )
         try:
-            await self.client.create_reservation(request)
+            reserved = await self._reserve(request, cores)
         except SlurmUnavailable as exc:
             self._mark(exc)
             raise
-        except SlurmError:
-            # Made before a crash? (Slurm checks the cores before the name, so a duplicate
-            # may well be refused with "Requested nodes are busy".)
-            existing = {r.name for r in await self.client.reservations()}
-            if name not in existing:
-                raise
-            self.log.info("adopting the existing reservation %s", name)
+        self._set_padding(name, reserved - cores, self.session_dir(spec))
         self.log.info(
             "reserved %d cores for %s from %s to %s (%s)",
-            request.cores,
+            reserved,
             account.pw_name,
             request.start.isoformat(),
             request.end.isoformat(),
             name,
         )
-        return {**handle, "reservation": name, "user": account.pw_name}
+        out = {**handle, "reservation": name, "user": account.pw_name, "reserved_cores": reserved}
+        if request.cores > cores:
+            out["memory_note"] = _memory_note(cores, reserved, spec.resources.memory_gib)
+        return out
+
+    async def _reserve(self, request: ReservationRequest, cores: int) -> int:
+        """Create the reservation (or adopt one made before a crash); the cores it holds."""
+        try:
+            await self.client.create_reservation(request)
+            return request.cores
+        except SlurmError as refused:
+            # Made before a crash? (Slurm checks the cores before the name, so a duplicate
+            # may well be refused with "Requested nodes are busy".)
+            existing = {r.name: r for r in await self.client.reservations()}
+            if request.name in existing:
+                self.log.info("adopting the existing reservation %s", request.name)
+                return existing[request.name].core_count or request.cores
+            if request.cores <= cores:
+                raise
+            self.log.info(
+                "%d cores for the memory of %s are not free (%s): reserving the %d booked",
+                request.cores,
+                request.name,
+                refused,
+                cores,
+            )
+            await self.client.create_reservation(replace(request, cores=cores))
+            return cores
+
+    def _set_padding(self, name: str, extra: int, session_dir: Path) -> None:
+        """Remember (in memory and in the session directory, for restarts) the cores our
+        reservation holds beyond the booking: foreign usage on the broker's timeline."""
+        self._padding[name] = extra
+        session_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        rn.write_json_atomic(session_dir / RESERVATION_FILE, {"name": name, "extra_cores": extra})
+
+    def _load_padding(self) -> None:
+        """The extra cores of our reservations this broker did not make since it started."""
+        ours = {r.name for r in self._reservations if r.name.startswith(self.reservation_prefix)}
+        for name in ours - set(self._padding):
+            uuid = name[len(self.reservation_prefix) :]
+            if not uuid or "/" in uuid or uuid in (".", ".."):
+                continue
+            record = rn.read_json(self._work_path() / uuid / RESERVATION_FILE)
+            self._padding[name] = int((record or {}).get("extra_cores") or 0)
+        for name in set(self._padding) - ours:
+            del self._padding[name]
 
     async def launch(self, spec: SessionSpec) -> dict[str, Any]:
         """Submit the session's job (idempotent: an existing job of this session is adopted)."""
@@ -732,16 +872,18 @@ class SlurmPlatform(Platform):
     def _script(self, spec: SessionSpec, session_dir: Path) -> str:
         executable = spec.request.executable
         if isinstance(executable, SingularityContainer):
-            if not self.container_engine:
+            if not self.engine:
                 raise LaunchError("no Singularity/Apptainer on this cluster")
             if not executable.location:
                 raise LaunchError("the container has no location")
             return batch_script(
                 python=self.python,
                 session_dir=str(session_dir),
-                command=[self.container_engine, "run", executable.location],
+                command=[self.engine, "run", executable.location],
             )
         runner_spec = self._runner()._runner_spec(spec, session_dir)
+        if runner_spec.get("kind") == "server":
+            runner_spec.update(ip=self.server_ip, host=self.server_host)
         rn.write_json_atomic(session_dir / rn.SPEC_FILE, runner_spec)
         return batch_script(
             python=self.python,
@@ -797,9 +939,15 @@ class SlurmPlatform(Platform):
         except SlurmUnavailable:
             return {spec.uuid: PlatformStatus(PlatformState.UNKNOWN) for spec in specs}
         by_id = {job.job_id: job for job in jobs}
-        wanted = {spec.handle.get("job_id") for spec in specs if spec.handle.get("job_id")}
+        recorded = {s.uuid: rn.read_json(self.session_dir(s) / rn.STATUS_FILE) for s in specs}
+        wanted = {
+            spec.handle.get("job_id")
+            for spec in specs
+            if spec.handle.get("job_id") and not _runner_final(recorded[spec.uuid])
+        }
         if not wanted.issubset(by_id) and time.monotonic() - self._jobs_at > 0.5:
-            # a job we launched after the cached listing: ask again (once for all)
+            # a job we launched after the cached listing: ask again (once for all). Not for
+            # jobs whose runner recorded its end: slurmctld forgets them after MinJobAge.
             try:
                 jobs = await self._current_jobs(fresh=True)
             except SlurmUnavailable:
@@ -812,12 +960,19 @@ class SlurmPlatform(Platform):
                 self._holds[spec.uuid] = (spec.start, spec.end)
             job_id = spec.handle.get("job_id")
             job = by_id.get(job_id) if job_id else by_name.get(self.job_name(spec))
-            out[spec.uuid] = self._status_of(spec, job)
+            out[spec.uuid] = status = self._status_of(spec, job, recorded[spec.uuid])
+            note = spec.handle.get("memory_note")
+            if note and status.state in (PlatformState.PREPARING, PlatformState.RUNNING):
+                padded = int(spec.handle.get("reserved_cores") or 0) > spec.resources.cores
+                status.messages.insert(0, (msg.info if padded else msg.warn)(msg.PLATFORM, note))
         return out
 
-    def _status_of(self, spec: SessionSpec, job: Job | None) -> PlatformStatus:
+    def _status_of(
+        self, spec: SessionSpec, job: Job | None, status: dict[str, Any] | None
+    ) -> PlatformStatus:
+        """A session's status from its Slurm job (None: Slurm no longer knows it) and what
+        its runner recorded in ``status.json`` (None: nothing yet)."""
         session_dir = self.session_dir(spec)
-        status = rn.read_json(session_dir / rn.STATUS_FILE)
         log_path = session_dir / rn.LOG_FILE
         outputs = {"log": str(log_path)}
         if status and status.get("output"):
@@ -825,7 +980,7 @@ class SlurmPlatform(Platform):
         if status and status.get("server_log"):
             outputs["server_log"] = str(status["server_log"])
         runner_state = str((status or {}).get("state") or "")
-        final = runner_state in rn.FINAL_STATES
+        final = _runner_final(status)
         handle = None
         if job is not None and spec.handle.get("job_id") != job.job_id:
             handle = {**spec.handle, "dir": str(session_dir), "job_id": job.job_id}
@@ -856,6 +1011,10 @@ class SlurmPlatform(Platform):
                 [msg.info(msg.PLATFORM, f"queued in Slurm as job {job.job_id}{why}")],
             )
         if job.running:
+            if final and (status or {}).get("stopped"):
+                # Slurm is ending the job (scancel, its time limit) and the runner recorded
+                # that it was stopped: Slurm's final state, due any moment, says why.
+                return PlatformStatus(PlatformState.UNKNOWN, handle=handle, outputs=outputs)
             if status is not None and (final or runner_state == "AVAILABLE"):
                 return self._from_runner(status, outputs, handle)
             if runner_state == "RUNNING" or (status is None and _is_container(spec)):
@@ -980,6 +1139,11 @@ class SlurmPlatform(Platform):
 # -- helpers ------------------------------------------------------------------------------------
 
 
+def _runner_final(status: dict[str, Any] | None) -> bool:
+    """Did the runner record the session's end in ``status.json``?"""
+    return bool(status) and str((status or {}).get("state") or "") in rn.FINAL_STATES
+
+
 def _is_container(spec: SessionSpec) -> bool:
     return isinstance(spec.request.executable, SingularityContainer)
 
@@ -1014,6 +1178,21 @@ def _write_job_id(session_dir: Path, job_id: int) -> None:
 def _chown_tree(path: Path, uid: int, gid: int) -> None:
     for item in [path, *path.rglob("*")]:
         os.chown(item, uid, gid)
+
+
+def _memory_note(cores: int, reserved: int, memory_gib: int) -> str:
+    """Why a reservation holds other than the booked cores (Slurm cannot reserve memory)."""
+    if reserved > cores:
+        return (
+            f"Slurm reservations hold cores, not memory: this one holds {reserved} cores "
+            f"({cores} booked) so that other jobs taking their per-core share of the node's "
+            f"memory leave the {memory_gib} GiB this session needs"
+        )
+    return (
+        f"Slurm reservations hold cores, not memory, and only the {cores} booked core(s) "
+        f"were free: other jobs on the node may take memory this session needs "
+        f"({memory_gib} GiB) before it starts, and it then waits for them"
+    )
 
 
 def _slurm_failure(job: Job) -> MessageItem:
