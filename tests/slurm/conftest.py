@@ -63,6 +63,9 @@ def slurm_options(cluster: SlurmCluster, prefix: str) -> list[str]:
         "--SlurmPlatform.stop_timeout=20",
         "--SlurmPlatform.command_timeout=15",
         f"--SlurmPlatform.python={sys.executable}",
+        # no probe job for a container engine (tests/slurm/test_platform.py tests the probe):
+        # it would take a core for a moment while the tests measure offers
+        "--SlurmPlatform.container_engine=",
     ]
 
 

@@ -304,11 +304,14 @@ def test_jobs_slurm_ends_badly_fail_with_slurms_reason(slurm: SlurmCluster, tmp_
     async def launched(spec: SessionSpec) -> SessionSpec:
         return with_handle(spec, await platform.launch(spec))
 
+    seen: list[str] = []
+
     async def state_of(spec: SessionSpec, *wanted: PlatformState) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 150
         while loop.time() < deadline:
             status = (await platform.poll([spec]))[spec.uuid]
+            seen.extend(str(m.message) for m in status.messages)
             if status.state in wanted:
                 return status
             await asyncio.sleep(0.5)
@@ -319,6 +322,7 @@ def test_jobs_slurm_ends_badly_fail_with_slurms_reason(slurm: SlurmCluster, tmp_
         return status.messages[0]
 
     async def scenario() -> None:
+        await platform.refresh()  # the nodes (a broker reads them at start-up)
         # two 1-core jobs fill the 2-core node
         timeout = await launched(queued(1, timedelta(hours=1)))
         cancel = await launched(queued(5, timedelta(hours=1)))
@@ -328,6 +332,8 @@ def test_jobs_slurm_ends_badly_fail_with_slurms_reason(slurm: SlurmCluster, tmp_
         late = await launched(queued(1, timedelta(seconds=5)))
         message = only_slurms(await state_of(late, PlatformState.FAILED))
         assert "could not start before the end of the requested start window" in str(message)
+        # while it was queued, the session said that the queue plans it too late
+        assert any("plans this job's start after the end of its start window" in m for m in seen)
         assert message.values["slurm_state"] == "DEADLINE"
         # CANCELLED outside the broker
         slurm.run("scancel", str(cancel.handle["job_id"]))
@@ -374,3 +380,59 @@ def test_reservation_holds_cores_for_the_memory(slurm: SlurmCluster, tmp_path: P
     (line,) = [r for r in slurm.reservations().splitlines() if handle["reservation"] in r]
     assert "CoreCnt=1" in line
     asyncio.run(platform.release(with_handle(soon, handle)))
+
+
+def test_container_engine_is_asked_on_the_nodes(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """container_engine="auto" asks the nodes with a probe job, not the broker's PATH.
+
+    Neither Apptainer nor Singularity is packaged for Debian 12, so the node has none: the
+    answer is NO. Then a stand-in ``apptainer`` script (it only prints its arguments) shows
+    the probe finding an engine, the answer being cached, and a container session running
+    ``<engine> run <image>`` as its batch job."""
+    container = ExecutionRequest(executable=SingularityContainer(location="/img/a.sif"))
+
+    def probed(platform: SlurmPlatform) -> SlurmPlatform:
+        def answered() -> bool:
+            asyncio.run(platform.refresh())
+            return platform._probe is not None and platform._probe.engine is not None
+
+        wait_until("the probe job's answer", answered, 60, 0.5)
+        return platform
+
+    platform = make_platform(slurm, tmp_path / "work", container_engine="auto")
+    (problem,) = platform.check(container)
+    assert "not known yet: a probe job asks them (Slurm job" in str(problem)
+    (problem,) = probed(platform).check(container)
+    assert problem.kind == NOT_SUPPORTED
+    assert "found none of apptainer, singularity on localhost" in str(problem)
+    assert SingularityContainer.KIND not in platform.executable_kinds()
+
+    engine = tmp_path / "bin" / "apptainer"
+    engine.parent.mkdir()
+    engine.write_text('#!/bin/sh\necho "stand-in apptainer: $*"\n')
+    engine.chmod(0o755)
+    options: dict[str, Any] = {
+        "container_engine": "auto",
+        "container_engine_candidates": ["no-such-engine", str(engine)],
+    }
+    found = probed(make_platform(slurm, tmp_path / "work2", **options))
+    assert found.engine == str(engine)
+    assert SingularityContainer.KIND in found.executable_kinds()
+    assert found.check(container) == []
+
+    restarted = make_platform(slurm, tmp_path / "work2", **options)
+    restarted._client = client = SlurmCLI(slurm_conf=str(slurm.conf))
+    assert restarted.check(container) == []  # the cached answer, without a new probe job
+    assert restarted.engine == str(engine) and client.calls["sbatch"] == 0
+
+    spec = make_spec(container, start=datetime.now(UTC))
+
+    booked = with_handle(spec, asyncio.run(restarted.launch(spec)))
+
+    def ended() -> Any:
+        status = asyncio.run(restarted.poll([booked]))[spec.uuid]
+        return status if status.state in (PlatformState.SUCCEEDED, PlatformState.FAILED) else None
+
+    status = wait_until("the container job to end", ended, 60, 0.5)
+    assert status.state == PlatformState.SUCCEEDED, status.messages
+    assert "stand-in apptainer: run /img/a.sif" in Path(status.outputs["log"]).read_text()

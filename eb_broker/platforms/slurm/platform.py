@@ -965,7 +965,36 @@ class SlurmPlatform(Platform):
             if note and status.state in (PlatformState.PREPARING, PlatformState.RUNNING):
                 padded = int(spec.handle.get("reserved_cores") or 0) > spec.resources.cores
                 status.messages.insert(0, (msg.info if padded else msg.warn)(msg.PLATFORM, note))
+            if spec.estimate and job is not None and job.pending:
+                status.messages += self._window_check(spec, job, jobs)
         return out
+
+    def _window_check(self, spec: SessionSpec, job: Job, jobs: list[Job]) -> list[MessageItem]:
+        """A queued estimate whose start the queue now plans after its window: say so.
+
+        The plan is the one the offer's expected start came from (``estimator``): the
+        simulated queue, or Slurm's own (``squeue --start``, the job's ``start_time``).
+        """
+        latest = _parse_instant((spec.estimate or {}).get("latest"))
+        if latest is None:
+            return []
+        if self.estimator == "queue":
+            booking = self._queue(jobs).get(f"job:{job.job_id}")
+            planned = booking.start if booking is not None else None
+        else:
+            planned = job.start
+        if planned is None or planned <= latest:
+            return []
+        return [
+            msg.warn(
+                msg.PLATFORM,
+                "the queue now plans this job's start after the end of its start window: "
+                "unless jobs ahead of it end early, Slurm will cancel it at its deadline "
+                "(DEADLINE)",
+                planned_start=planned.isoformat(),
+                latest=latest.isoformat(),
+            )
+        ]
 
     def _status_of(
         self, spec: SessionSpec, job: Job | None, status: dict[str, Any] | None
