@@ -485,6 +485,12 @@ def test_finished_pods() -> None:
     assert message.message == "the pod failed (Evicted): low memory"
 
 
+def test_unknown_pod_phase_leaves_the_session_alone() -> None:
+    """Phase Unknown: the node lost contact; UNKNOWN makes the reconciler change nothing."""
+    lost = read_pod(status("Unknown"), None, kind=KIND_SERVER, answered=True)
+    assert lost.state == PlatformState.UNKNOWN
+
+
 def test_latest_event_per_pod() -> None:
     events = [
         {

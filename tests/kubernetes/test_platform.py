@@ -130,6 +130,63 @@ async def test_unreachable_api(tmp_path: Path) -> None:
             await platform.release(spec("dddd-4", {"pod": "eb-dddd-4"}))
     finally:
         await platform.close()
+    # stop and release mark the API down too, like launch and poll
+    for step in ("stop", "release"):
+        other = KubernetesPlatform(kubeconfig=str(kubeconfig), api_timeout=2.0)
+        try:
+            assert other.available
+            with pytest.raises(PlatformUnavailable):
+                await getattr(other, step)(spec("eeee-5", {"pod": "eb-eeee-5"}))
+            assert not other.available, step
+        finally:
+            await other.close()
+
+
+async def test_launch_waits_for_a_terminating_pod(site: Site) -> None:
+    """An earlier pod of the session that is being deleted is not adopted: launch says to
+    try again (PlatformUnavailable) until it is gone, then creates a new one."""
+    site.add_node("a", cpu="4", memory="8Gi")
+    held = site.cluster.create(
+        f"/api/v1/namespaces/{site.namespace}/pods",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "eb-ffff-6",
+                "labels": {
+                    "app.kubernetes.io/managed-by": "eb-broker",
+                    "eb-broker": "eb-broker",
+                    "eb-session": "ffff-6",
+                },
+                "finalizers": ["eb-test/hold"],  # keeps it terminating until removed
+            },
+            "spec": {
+                "nodeName": "nowhere",  # no kubelet: it never runs
+                "containers": [{"name": "notebook", "image": "x", "command": ["true"]}],
+            },
+        },
+    )
+    path = f"/api/v1/namespaces/{site.namespace}/pods/eb-ffff-6"
+    site.cluster.delete(path)
+    assert site.cluster.get(path)["metadata"].get("deletionTimestamp")
+    platform = KubernetesPlatform(
+        kubeconfig=str(site.cluster.kubeconfig), namespace=site.namespace, image_pull_seconds=0
+    )
+    try:
+        await platform.refresh()
+        with pytest.raises(PlatformUnavailable, match="still terminating"):
+            await platform.launch(spec("ffff-6"))
+        assert platform.available  # the API answered: only this session waits
+        site.cluster.patch(path, {"metadata": {"finalizers": None}})
+        await until(
+            lambda: asyncio.to_thread(lambda: not site.pods("eb-session=ffff-6")), 20, "gone"
+        )
+        handle = await platform.launch(spec("ffff-6"))
+        (pod,) = site.pods("eb-session=ffff-6")
+        assert pod["metadata"]["uid"] != held["metadata"]["uid"]
+        await platform.release(spec("ffff-6", handle))
+    finally:
+        await platform.close()
 
 
 def test_fixture_says_how_to_get_missing_binaries(

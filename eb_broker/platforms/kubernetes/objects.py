@@ -937,8 +937,9 @@ def read_pod(
         return PodReading(PlatformState.SUCCEEDED)
     if phase == "Failed":
         return PodReading(PlatformState.FAILED, [failure_message(pod)])
-    # "Unknown": the node lost contact; the platform leaves the phase alone.
-    return PodReading(PlatformState.PREPARING, [msg.warn(msg.PLATFORM, f"pod phase {phase}")])
+    # "Unknown": the node lost contact with the API server; nobody knows, so the session is
+    # left as it is (the reconciler changes nothing on UNKNOWN) until the node reports again.
+    return PodReading(PlatformState.UNKNOWN, [msg.warn(msg.PLATFORM, f"pod phase {phase}")])
 
 
 def failure_message(pod: Mapping[str, Any]) -> MessageItem:

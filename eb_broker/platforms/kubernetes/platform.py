@@ -29,7 +29,7 @@ from eb_sdk.model.kinds import kind_label
 from eb_sdk.model.sessions import ConnectorStatus
 
 from ...scheduling import Capacity, Resources
-from ..base import Platform, PlatformState, PlatformStatus, SessionSpec
+from ..base import Platform, PlatformState, PlatformStatus, PlatformUnavailable, SessionSpec
 from .client import JSON, KubeClient, KubeError, KubeUnavailable
 from .objects import (
     ANNOTATION_OUTPUT,
@@ -475,9 +475,17 @@ class KubernetesPlatform(Platform):
         labels = {**managed_labels(self.instance), LABEL_SESSION: spec.uuid}
         try:
             found = await client.list_pods(ns, labels=selector(labels))
-            if found:
-                pod = found[0]
+            alive = [p for p in found if not p["metadata"].get("deletionTimestamp")]
+            if alive:
+                pod = alive[0]
                 self.log.info("adopting pod %s/%s of %s", ns, pod["metadata"]["name"], spec.uuid)
+            elif found:
+                # An earlier pod of this session is being deleted: its name is taken until it
+                # is gone. Not a failure: the reconciler calls launch again on a later pass.
+                raise PlatformUnavailable(
+                    f"the earlier pod {found[0]['metadata']['name']} of this session is still "
+                    "terminating"
+                )
             else:
                 pod = await self._create(spec)
             kind = (pod["metadata"].get("labels") or {}).get(LABEL_KIND, session_kind(spec.request))
@@ -672,21 +680,31 @@ class KubernetesPlatform(Platform):
         Raises :class:`KubeUnavailable` while the API is down: the session stays RELEASING and
         is stopped when the API is back (``stop`` and ``release`` are idempotent).
         """
-        await self.client.delete(
-            "pod",
-            self.namespace,
-            spec.handle.get("pod") or object_name(spec.uuid),
-            grace=self.stop_grace,
-        )
+        name = spec.handle.get("pod") or object_name(spec.uuid)
+        await self._deleting([("pod", name)])
 
     async def release(self, spec: SessionSpec) -> None:
         """Delete the Service, the Pod and the PVC of a session (each only if it exists)."""
         name = spec.handle.get("pod") or object_name(spec.uuid)
-        await self.client.delete("service", self.namespace, spec.handle.get("service") or name)
-        await self.client.delete("pod", self.namespace, name, grace=self.stop_grace)
-        await self.client.delete(
-            "persistent_volume_claim", self.namespace, spec.handle.get("pvc") or pvc_name(spec.uuid)
+        await self._deleting(
+            [
+                ("service", spec.handle.get("service") or name),
+                ("pod", name),
+                ("persistent_volume_claim", spec.handle.get("pvc") or pvc_name(spec.uuid)),
+            ]
         )
+
+    async def _deleting(self, objects: list[tuple[str, str]]) -> None:
+        """Delete objects (pods with ``stop_grace``); an unreachable API marks the platform
+        unavailable, as in launch and poll, and raises for the reconciler to retry."""
+        try:
+            for kind, name in objects:
+                grace = self.stop_grace if kind == "pod" else None
+                await self.client.delete(kind, self.namespace, name, grace=grace)
+        except KubeUnavailable as exc:
+            self._mark_unavailable(str(exc))
+            raise
+        self._mark_available()
 
     async def close(self) -> None:
         if self._client is not None:
