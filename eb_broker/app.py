@@ -244,6 +244,8 @@ class EBBroker(Application):
 
     def capabilities(self) -> Capabilities:
         limits = self.core.limits.max_resources
+        extra = dict(self.platform_obj.capabilities())
+        extensions = list(extra.pop("extensions", []))
         return Capabilities(
             name=self.broker_name,
             platform=self.platform_obj.name,
@@ -260,7 +262,14 @@ class EBBroker(Application):
             max_offers=self.max_offers,
             max_duration=format_duration(timedelta(hours=self.max_duration_hours)),
             policies=self.core.policies.names,
-            extensions=["jeb:starts", "jeb:accelerators", "jeb:parameters", "jeb:interactivity"],
+            extensions=[
+                "jeb:starts",
+                "jeb:accelerators",
+                "jeb:parameters",
+                "jeb:interactivity",
+                *extensions,
+            ],
+            **extra,
         )
 
     def health(self) -> dict[str, Any]:

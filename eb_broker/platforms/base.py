@@ -139,6 +139,11 @@ class Platform(LoggingConfigurable):
         """Why this platform cannot run ``request`` at all (empty list: it can). Pure."""
         return []
 
+    def capabilities(self) -> dict[str, Any]:
+        """Platform-specific fields of ``GET /capabilities`` (``jeb:`` extensions, e.g. the
+        profiles a request may name); the list under ``extensions`` joins the broker's."""
+        return {}
+
     def preparation(self, request: ExecutionRequest) -> timedelta:
         """Time needed before the start (image pull, staging estimate). Pure."""
         return timedelta(0)

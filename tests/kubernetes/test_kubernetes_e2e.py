@@ -202,6 +202,42 @@ def test_gpu_request_gets_offers_only_where_a_node_has_gpus(site: Site, k8s_brok
         wait_phase(c, url, FINAL)
 
 
+def test_a_request_names_a_profile(site: Site, k8s_broker: Any) -> None:
+    """``jeb:profile`` picks a configured profile (listed in /capabilities): the pod gets its
+    nodeSelector and tolerations, and the real scheduler puts it on the tainted node."""
+    site.add_node("a", cpu="4", memory="8Gi")
+    big = site.add_node("hm", cpu="4", memory="32Gi", labels={"pool": "highmem"})
+    taint = {"key": "highmem", "value": "true", "effect": "NoSchedule"}
+    site.cluster.patch(f"/api/v1/nodes/{big}", {"spec": {"taints": [taint]}})
+    toleration = {"key": "highmem", "operator": "Exists", "effect": "NoSchedule"}
+    highmem = {
+        "description": "nodes with 32 GiB",
+        "node_selector": {"pool": "highmem"},
+        "tolerations": [toleration],
+    }
+    broker = k8s_broker(image_pull_seconds=0.0, profiles={"highmem": highmem})
+    with broker.client() as c:
+        caps = c.get("/capabilities").json()
+        assert caps["jeb:profiles"] == {"highmem": "nodes with 32 GiB"}, caps
+        assert "jeb:profile" in caps["extensions"]
+
+        no = c.post("/requests", json={**server_request({"min": 1}), "jeb:profile": "huge"}).json()
+        assert no["result"] == "NO", no
+        (problem,) = no["meta"]["messages"]
+        assert problem["kind"] == "urn:not-supported" and "highmem" in problem["message"]
+
+        body = {**server_request({"min": 1}, memory=16), "jeb:profile": "highmem"}
+        url, offer = book(c, body)
+        session = wait_phase(c, url, {"AVAILABLE", *FINAL})
+        assert session["phase"] == "AVAILABLE", (session, broker.log()[-3000:])
+        (pod,) = site.pods(f"eb-session={offer['meta']['uuid']}")
+        assert pod["spec"]["nodeSelector"] == {"eb-test": site.namespace, "pool": "highmem"}
+        assert toleration in pod["spec"]["tolerations"]
+        assert pod["spec"]["nodeName"] == big
+        assert accept(c, url, "CANCELLED").status_code == 200
+        wait_phase(c, url, FINAL)
+
+
 def test_namespace_quota_bounds_offers(site: Site, k8s_broker: Any) -> None:
     node = site.add_node("a", cpu="8", memory="16Gi")
     site.cluster.create(

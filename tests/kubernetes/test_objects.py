@@ -27,6 +27,8 @@ from eb_broker.platforms.kubernetes.objects import (
     merged_profile,
     parse_quantity,
     read_pod,
+    requested_profile,
+    selectable_profiles,
     server_url,
 )
 from eb_broker.scheduling import Resources
@@ -403,6 +405,27 @@ def test_profiles_merge_in_order() -> None:
         "node_selector": {"a": "1"},
         "image": "base",
     }
+
+
+def test_a_named_profile_comes_last_and_only_others_are_selectable() -> None:
+    profiles = {
+        "default": {"image": "base"},
+        "jupyter-server": {"image": "server"},
+        "gpu": {"image": "cuda"},
+        "gpu:A100": {},
+        "highmem": {"description": "big nodes", "node_selector": {"pool": "hm"}, "image": "hm"},
+        "scratch": {},
+    }
+    merged = merged_profile(profiles, KIND_SERVER, ["gpu:A100"], "highmem")
+    assert merged["image"] == "hm" and merged["node_selector"] == {"pool": "hm"}
+    assert selectable_profiles(profiles, ["gpu"]) == {"highmem": "big nodes", "scratch": ""}
+    body = {"executable": {"kind": SERVER}, "jeb:profile": "highmem"}
+    spec = spec_for(body, Resources(1, 1))
+    assert requested_profile(spec.request) == "highmem"
+    settings = PodSettings(profiles=profiles)
+    built = build_session(spec, settings, {}, token="t", now=NOW)
+    assert built.pod["spec"]["nodeSelector"] == {"pool": "hm"}
+    assert built.pod["spec"]["containers"][0]["image"] == "hm"
 
 
 def test_label_values_are_valid() -> None:

@@ -286,6 +286,21 @@ class ClusterView:
     nodes: tuple[str, ...]
     images: frozenset[str] = frozenset()
     quota_notes: tuple[str, ...] = ()
+    #: Every counted node: (name, labels, allocatable), for checks against a profile's nodes.
+    node_sizes: tuple[tuple[str, Mapping[str, str], Resources], ...] = ()
+
+    def largest_matching(self, node_selector: Mapping[str, str]) -> Resources | None:
+        """The largest counted node with these labels (None: no node has them)."""
+        sizes = [r for _, labels, r in self.node_sizes if labels_match(labels, node_selector)]
+        if not sizes:
+            return None
+        return Resources(
+            cores=max(r.cores for r in sizes),
+            memory_gib=max(r.memory_gib for r in sizes),
+            accelerators={
+                n: max(r.get(n) for r in sizes) for n in {k for r in sizes for k in r.accelerators}
+            },
+        )
 
 
 def _quota_limits(quotas: Iterable[Mapping[str, Any]]) -> dict[str, Decimal]:
@@ -338,6 +353,7 @@ def cluster_view(
     totals: dict[str, Decimal] = {}
     largest = Resources()
     images: set[str] = set()
+    sizes: list[tuple[str, Mapping[str, str], Resources]] = []
     for node in nodes:
         meta = node.get("metadata", {}) or {}
         if not node_ready(node, tolerations) or not labels_match(
@@ -355,6 +371,7 @@ def cluster_view(
             memory_gib=_floor(parse_quantity(allocatable.get("memory")) / GIB),
             accelerators={p.name: n for p, n in pools.items()},
         )
+        sizes.append((name, dict(meta.get("labels") or {}), this))
         largest = Resources(
             cores=max(largest.cores, this.cores),
             memory_gib=max(largest.memory_gib, this.memory_gib),
@@ -455,6 +472,7 @@ def cluster_view(
         nodes=tuple(sorted(counted)),
         images=frozenset(images),
         quota_notes=tuple(notes),
+        node_sizes=tuple(sizes),
     )
 
 
@@ -509,11 +527,38 @@ def session_kind(request: ExecutionRequest) -> str:
     return ""
 
 
+#: The request's extension naming a profile: ``{"jeb:profile": "highmem", ...}``.
+REQUEST_PROFILE = "jeb:profile"
+#: Profile names the broker applies by itself (``default``, executable kinds); accelerator
+#: types and pools (``gpu``, ``gpu:A100``) are too.
+AUTOMATIC_PROFILES = frozenset({"default", KIND_SERVER, KIND_NOTEBOOK, KIND_CONTAINER})
+
+
+def requested_profile(request: ExecutionRequest) -> str:
+    """The profile a request names with ``jeb:profile`` ('' when none)."""
+    value = (request.model_extra or {}).get(REQUEST_PROFILE)
+    return str(value).strip() if value else ""
+
+
+def selectable_profiles(
+    profiles: Mapping[str, Mapping[str, Any]], accelerator_types: Iterable[str]
+) -> dict[str, str]:
+    """The profiles a request may name, with their descriptions: every configured one the
+    broker does not apply by itself (see :data:`AUTOMATIC_PROFILES`)."""
+    automatic = AUTOMATIC_PROFILES | {t.lower() for t in accelerator_types}
+    return {
+        name: str(profile.get("description") or "")
+        for name, profile in sorted(profiles.items())
+        if name.lower() not in automatic and ":" not in name
+    }
+
+
 def merged_profile(
-    profiles: Mapping[str, Mapping[str, Any]], kind: str, pools: Iterable[str]
+    profiles: Mapping[str, Mapping[str, Any]], kind: str, pools: Iterable[str], named: str = ""
 ) -> dict[str, Any]:
     """The profile settings of a session: ``default``, then its executable kind
-    (``jupyter-server`` ...), then each accelerator type (``gpu``) and pool (``gpu:A100``).
+    (``jupyter-server`` ...), then each accelerator type (``gpu``) and pool (``gpu:A100``),
+    then the profile the request names (``jeb:profile``).
 
     ``node_selector`` and ``labels``/``annotations`` merge, ``tolerations`` and
     ``image_pull_secrets`` add up, other keys are replaced by later profiles.
@@ -521,6 +566,8 @@ def merged_profile(
     names = ["default", kind]
     for pool in sorted(pools):
         names += [pool.split(":", 1)[0], pool]
+    if named:
+        names.append(named)
     out: dict[str, Any] = {}
     for name in dict.fromkeys(names):
         profile = profiles.get(name)
@@ -655,7 +702,7 @@ def build_session(
         raise ValueError(f"cannot run executables of kind {getattr(executable, 'kind', None)}")
     name = object_name(spec.uuid)
     booked_pools = [p for p, n in dict(spec.resources.accelerators).items() if n > 0]
-    profile = merged_profile(settings.profiles, kind, booked_pools)
+    profile = merged_profile(settings.profiles, kind, booked_pools, requested_profile(spec.request))
     labels = {**session_labels(spec, settings, kind), **profile.get("labels", {})}
     annotations = {
         ANNOTATION_OWNER: spec.owner,

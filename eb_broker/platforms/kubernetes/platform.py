@@ -50,6 +50,8 @@ from .objects import (
     pod_env,
     pvc_name,
     read_pod,
+    requested_profile,
+    selectable_profiles,
     selector,
     server_url,
     session_kind,
@@ -127,13 +129,16 @@ class KubernetesPlatform(Platform):
     profiles = Dict(
         {},
         config=True,
-        help="Per-kind pod settings, merged in order: 'default', the executable kind "
+        help="Pod settings by name, merged in order: 'default', the executable kind "
         "('jupyter-server', 'jupyter-notebook', 'docker-container'), the accelerator type "
-        "('gpu') and pool ('gpu:A100') a session booked. Keys: node_selector, tolerations, "
-        "image, image_pull_secrets, image_pull_policy, labels, annotations, server_command, "
-        "kernel_name, storage_class, priority_class_name, uid, gid, fs_gid, "
-        "extra_pod_config, extra_container_config. E.g. {'gpu': {'tolerations': [{'key': "
-        "'nvidia.com/gpu', 'operator': 'Exists'}], 'image': 'quay.io/jupyter/pytorch-notebook'}}.",
+        "('gpu') and pool ('gpu:A100') a session booked, and last the profile the request "
+        "names with 'jeb:profile' (any other name: requests may choose it; /capabilities "
+        "lists them under 'jeb:profiles' with their 'description'). Keys: description, "
+        "node_selector, tolerations, image, image_pull_secrets, image_pull_policy, labels, "
+        "annotations, server_command, kernel_name, storage_class, priority_class_name, uid, "
+        "gid, fs_gid, extra_pod_config, extra_container_config. E.g. {'highmem': "
+        "{'description': 'nodes with 1 TB', 'node_selector': {'pool': 'highmem'}, "
+        "'tolerations': [{'key': 'highmem', 'operator': 'Exists'}]}}.",
     )
     image = Unicode(
         "quay.io/jupyter/base-notebook:latest",
@@ -414,15 +419,48 @@ class KubernetesPlatform(Platform):
             )
         if request.storage and self.storage_gib <= 0:
             no("this broker offers no storage (KubernetesPlatform.storage_gib is 0)")
-        problems += self._node_fit(request)
+        selector = dict(self.node_selector)
+        named = requested_profile(request)
+        if named:
+            choices = self._selectable()
+            if named not in choices:
+                no(
+                    f"no profile {named!r} on this broker"
+                    + (f"; choose one of {', '.join(choices)}" if choices else ""),
+                    profile=named,
+                )
+                return problems
+            selector.update(self.profiles[named].get("node_selector") or {})
+        problems += self._node_fit(request, selector, named)
         return problems
 
-    def _node_fit(self, request: ExecutionRequest) -> list[MessageItem]:
-        """A pod runs on one node: a minimum larger than every node can never be scheduled."""
+    def _selectable(self) -> dict[str, str]:
+        types = [k.type for k in accelerator_kinds(self.accelerators)]
+        return selectable_profiles(self.profiles, types)
+
+    def capabilities(self) -> dict[str, Any]:
+        """The profiles requests may name (``jeb:profile``), with their descriptions."""
+        choices = self._selectable()
+        return {"extensions": ["jeb:profile"], "jeb:profiles": choices} if choices else {}
+
+    def _node_fit(
+        self, request: ExecutionRequest, selector: dict[str, str], profile: str
+    ) -> list[MessageItem]:
+        """A pod runs on one node: a minimum larger than every node (of the profile's) can
+        never be scheduled; a profile whose nodeSelector no counted node has neither."""
         if self._view is None or not self._view.nodes:
             return []
         wanted = minimum_demand(request)
-        largest = self._view.largest_node
+        largest = self._view.largest_matching(selector)
+        if largest is None:
+            return [
+                msg.error(
+                    msg.NO_CAPACITY,
+                    f"no node of this cluster has the labels of profile {profile!r} "
+                    f"({', '.join(f'{k}={v}' for k, v in sorted(selector.items()))})",
+                    profile=profile,
+                )
+            ]
         out = []
         for label, need, have in (
             ("cores", wanted.cores, largest.cores),
