@@ -270,12 +270,14 @@ def test_namespace_quota_bounds_offers(site: Site, k8s_broker: Any) -> None:
 
 
 def test_notebook_and_container_runs(site: Site, k8s_broker: Any, tmp_path: Path) -> None:
-    """papermill in a pod: parameters in, the executed notebook out; a failing cell and a
-    failing container end FAILED with the container's reason."""
+    """papermill in a pod: parameters in, the executed notebook out — copied out of the pod
+    through its log (GET .../pods/<name>/log via the API server) into the broker's work
+    directory before the pod is deleted; a failing cell and a failing container end FAILED
+    with the container's reason."""
     site.add_node("a", cpu="4", memory="8Gi")
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    broker = k8s_broker(notebook_output_dir=str(out_dir), image_pull_seconds=0.0)
+    in_pod = tmp_path / "in-pod"  # the pod's notebook_output_dir (the stand-in runs it here)
+    in_pod.mkdir()
+    broker = k8s_broker(notebook_output_dir=str(in_pod), image_pull_seconds=0.0)
     good = write_notebook(
         tmp_path / "double.ipynb", "y = x * 2\nprint('y is', y)", parameters="x = 1"
     )
@@ -307,16 +309,23 @@ def test_notebook_and_container_runs(site: Site, k8s_broker: Any, tmp_path: Path
 
         session = wait_phase(c, good_url, FINAL, timeout=120)
         assert session["phase"] == "COMPLETED", (session, broker.log()[-3000:])
-        output = session["jeb:outputs"]["notebook"]
-        assert output == str(out_dir / f"{good_offer['meta']['uuid']}.ipynb")
-        cells = nbformat.read(output, as_version=4).cells
+        uuid = good_offer["meta"]["uuid"]
+        (in_pod / f"{uuid}.ipynb").unlink()  # what the pod wrote is not what is reported
+        outputs = session["jeb:outputs"]
+        assert outputs["notebook"] == str(broker.dir / "work" / uuid / "output.ipynb")
+        cells = nbformat.read(outputs["notebook"], as_version=4).cells
         assert "y is 42" in json.dumps([cell.get("outputs") for cell in cells])
+        log = Path(outputs["log"]).read_text()
+        assert "y is 42" in log and "executed notebook" not in log  # papermill's log output
+        wait_for(lambda: not site.pods(f"eb-session={uuid}"), 30, "the pod released")
 
         session = wait_phase(c, bad_url, FINAL, timeout=120)
         assert session["phase"] == "FAILED", session
         text = messages(session)
         assert "ZeroDivisionError" in text and "exited with code 1" in text, text
         assert "urn:execution-failed" in json.dumps(session["meta"]["messages"])
+        failed = nbformat.read(session["jeb:outputs"]["notebook"], as_version=4)
+        assert "ZeroDivisionError" in json.dumps([cell.get("outputs") for cell in failed.cells])
 
         session = wait_phase(c, box_url, FINAL)
         assert session["phase"] == "FAILED", session

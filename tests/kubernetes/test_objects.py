@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +17,15 @@ from eb_broker.platforms.kubernetes.objects import (
     KIND_CONTAINER,
     KIND_NOTEBOOK,
     KIND_SERVER,
+    NOTEBOOK_BEGIN,
+    NOTEBOOK_WRAPPER,
     PodSettings,
     Pool,
     accelerator_kinds,
     build_service,
     build_session,
     cluster_view,
+    extract_notebook,
     label_value,
     latest_events,
     merged_profile,
@@ -351,11 +355,14 @@ def test_notebook_pod_runs_papermill_with_storage() -> None:
         "/home/jovyan/analysis.ipynb",
         output,
         "--log-output",
+        "--no-progress-bar",
         "--kernel",
         "python3",
         "--parameters_yaml",
         '{"n": 3}',
     ]
+    # papermill runs under a wrapper that prints the executed notebook to the log at the end
+    assert container["command"] == ["python3", "-c", NOTEBOOK_WRAPPER, output]
     assert built.output == output
     assert built.pod["spec"]["activeDeadlineSeconds"] == 2 * 3600 + 30
     assert built.pod["spec"]["volumes"] == [
@@ -367,6 +374,32 @@ def test_notebook_pod_runs_papermill_with_storage() -> None:
     assert built.pvc["spec"]["resources"]["requests"] == {"storage": "10Gi"}
     assert built.pvc["spec"]["storageClassName"] == "fast"
     assert built.pvc["metadata"]["labels"]["eb-session"] == "1234-abcd"
+
+
+def test_the_notebook_wrapper_prints_the_notebook_to_the_log(tmp_path: Path) -> None:
+    """The wrapper for real (python3 -c ...): papermill's output passes through, the notebook
+    follows between the markers, and a failure repeats the last lines after it (they become
+    the termination message); extract_notebook takes it back out."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.ipynb"
+    tool = f"import pathlib, sys; print('working'); pathlib.Path({str(out)!r}).write_text('{{}}')"
+    for code in (0, 3):
+        run = subprocess.run(
+            [sys.executable, "-c", NOTEBOOK_WRAPPER, str(out), sys.executable, "-c",
+             f"{tool}; print('boom'); sys.exit({code})"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert run.returncode == code
+        notebook, rest = extract_notebook(run.stdout)
+        assert notebook == b"{}"
+        assert rest.startswith("working\nboom\n")
+        assert rest.rstrip().endswith("boom")
+        assert (rest.count("boom") == 2) is bool(code)
+    assert extract_notebook("no notebook here") == (None, "no notebook here")
+    cut = run.stdout[: run.stdout.index(NOTEBOOK_BEGIN) + len(NOTEBOOK_BEGIN) + 10]
+    assert extract_notebook(cut)[0] is None
 
 
 def test_container_pod_uses_the_requested_image_command_and_entrypoint() -> None:

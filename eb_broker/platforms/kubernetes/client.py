@@ -127,6 +127,12 @@ class KubeClient:
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> JSON:
         """Call ``CoreV1Api.<method>`` and return the JSON answer as a dict."""
+        text = await self._text(method, *args, **kwargs)
+        data = json.loads(text) if text else {}
+        return data if isinstance(data, dict) else {}
+
+    async def _text(self, method: str, *args: Any, **kwargs: Any) -> str:
+        """Call ``CoreV1Api.<method>`` and return the answer's body as text."""
         core = await self._load()
         try:
             response = await getattr(core, method)(
@@ -142,8 +148,7 @@ class KubeClient:
             raise KubeUnavailable(
                 f"cannot reach the Kubernetes API at {self.server}: {exc or type(exc).__name__}"
             ) from exc
-        data = json.loads(text) if text else {}
-        return data if isinstance(data, dict) else {}
+        return str(text)
 
     async def _items(self, method: str, *args: Any, **kwargs: Any) -> list[JSON]:
         """A list call, following ``continue`` tokens (500 items a page)."""
@@ -180,6 +185,15 @@ class KubeClient:
 
     async def list_quotas(self, namespace: str) -> list[JSON]:
         return await self._items("list_namespaced_resource_quota", namespace)
+
+    async def read_log(
+        self, namespace: str, name: str, *, container: str, limit_bytes: int = 0
+    ) -> str:
+        """The log of one container of a pod (through the API server, from its kubelet)."""
+        kwargs: dict[str, Any] = {"container": container}
+        if limit_bytes:
+            kwargs["limit_bytes"] = limit_bytes
+        return await self._text("read_namespaced_pod_log", name, namespace, **kwargs)
 
     # -- writes -----------------------------------------------------------------------------------
 

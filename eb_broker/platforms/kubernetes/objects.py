@@ -14,6 +14,8 @@ Everything here works on plain JSON-shaped dicts as the API server sends and acc
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import math
 import re
@@ -671,6 +673,58 @@ def server_args(command: list[str], port: int, root_dir: str | None) -> list[str
     return args
 
 
+# -- the executed notebook, out of the pod through its log ----------------------------------
+
+NOTEBOOK_BEGIN = "==== eb-broker: executed notebook (gzip, base64) begin ===="
+NOTEBOOK_END = "==== eb-broker: executed notebook end ===="
+
+#: The command of a notebook pod: ``python3 -c NOTEBOOK_WRAPPER <output> papermill ...``.
+#: It runs papermill with its output passed through, then prints the executed notebook
+#: (gzip + base64, between the markers) to the container's log, which is the one thing the
+#: broker can read after the pod ended on any cluster; on failure it repeats papermill's last
+#: lines, so that the termination message (FallbackToLogsOnError) is the error, not base64.
+NOTEBOOK_WRAPPER = f"""\
+import base64, gzip, subprocess, sys
+out, cmd, tail = sys.argv[1], sys.argv[2:], []
+run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+for line in run.stdout:
+    sys.stdout.buffer.write(line)
+    sys.stdout.flush()
+    tail = (tail + [line])[-40:]
+code = run.wait()
+try:
+    data = base64.b64encode(gzip.compress(open(out, "rb").read())).decode()
+except OSError:
+    data = None
+if data is not None:
+    print({NOTEBOOK_BEGIN!r})
+    for i in range(0, len(data), 4000):
+        print(data[i : i + 4000])
+    print({NOTEBOOK_END!r}, flush=True)
+if code:
+    sys.stdout.buffer.write(b"".join(tail))
+    sys.stdout.flush()
+sys.exit(code)
+"""
+
+
+def extract_notebook(log: str) -> tuple[bytes | None, str]:
+    """``(executed notebook, the log without it)`` from a notebook pod's log; the notebook is
+    None when the log holds no complete copy (the run never wrote one, or the log was cut)."""
+    begin = log.find(NOTEBOOK_BEGIN)
+    if begin < 0:
+        return None, log
+    end = log.find(NOTEBOOK_END, begin)
+    if end < 0:
+        return None, log[:begin]
+    data = "".join(log[begin + len(NOTEBOOK_BEGIN) : end].split())
+    rest = log[:begin] + log[end + len(NOTEBOOK_END) :].lstrip("\n")
+    try:
+        return gzip.decompress(base64.b64decode(data, validate=True)), rest
+    except (ValueError, OSError, EOFError):
+        return None, rest
+
+
 @dataclass(frozen=True)
 class BuiltSession:
     """The objects of one session, ready to create."""
@@ -757,12 +811,15 @@ def build_session(
     elif isinstance(executable, JupyterNotebook):
         output_dir = mounts[0]["mountPath"] if mounts else settings.output_dir
         output = f"{output_dir.rstrip('/')}/{spec.uuid}.ipynb"
-        args = ["papermill", str(executable.location), output, "--log-output"]
+        papermill = ["papermill", str(executable.location), output, "--log-output"]
+        papermill.append("--no-progress-bar")
         kernel = executable.kernel or str(profile.get("kernel_name", settings.kernel_name))
         if kernel:
-            args += ["--kernel", kernel]
+            papermill += ["--kernel", kernel]
         if executable.parameters:
-            args += ["--parameters_yaml", json.dumps(executable.parameters)]
+            papermill += ["--parameters_yaml", json.dumps(executable.parameters)]
+        command = ["python3", "-c", NOTEBOOK_WRAPPER, output]
+        args = papermill
     else:
         assert isinstance(executable, DockerContainer)
         env.update({str(k): str(v) for k, v in (executable.environment or {}).items()})

@@ -11,6 +11,7 @@ import importlib
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +34,8 @@ from ..base import Platform, PlatformState, PlatformStatus, PlatformUnavailable,
 from .client import JSON, KubeClient, KubeError, KubeUnavailable
 from .objects import (
     ANNOTATION_OUTPUT,
+    CONTAINER_NAME,
+    KIND_NOTEBOOK,
     KIND_SERVER,
     LABEL_KIND,
     LABEL_SESSION,
@@ -42,6 +45,7 @@ from .objects import (
     build_service,
     build_session,
     cluster_view,
+    extract_notebook,
     image_of,
     latest_events,
     managed_labels,
@@ -184,7 +188,23 @@ class KubernetesPlatform(Platform):
         "/tmp",
         config=True,
         help="Directory in the pod papermill writes the executed notebook to "
-        "(<dir>/<uuid>.ipynb); the storage mount instead when the session booked storage.",
+        "(<dir>/<uuid>.ipynb); the storage mount instead when the session booked storage. "
+        "The pod prints the executed notebook to its log at the end, and the broker copies "
+        "it out to output_dir before the pod is deleted.",
+    )
+    output_dir = Unicode(
+        "",
+        config=True,
+        help="Where the broker keeps what it copies out of finished notebook pods: "
+        "<dir>/<uuid>/output.ipynb (the executed notebook) and pod.log (the container's log). "
+        "Empty: the broker's work_dir (--EBBroker.work_dir).",
+    )
+    log_copy_limit_mib = Int(
+        64,
+        config=True,
+        help="Most MiB of a finished notebook pod's log the broker reads (the executed "
+        "notebook is in it, compressed). Kubelets keep 10 MiB per container by default "
+        "(containerLogMaxSize): larger outputs are cut there, and the session says so.",
     )
     allow_privileged = Bool(
         False, config=True, help="Run Docker container requests that ask for privileged mode."
@@ -636,6 +656,14 @@ class KubernetesPlatform(Platform):
             if reading.needs_probe:
                 probes[uuid] = self._probe_url(spec, self._server_url(spec, pod))
         answers = await self._probe_all(probes)
+        copies = await self._copy_all(
+            {
+                uuid: pod
+                for uuid, (pod, reading) in readings.items()
+                if _finished_run(wanted[uuid], reading.state)
+            },
+            wanted,
+        )
 
         now = _utcnow()
         for uuid, (pod, reading) in readings.items():
@@ -670,10 +698,76 @@ class KubernetesPlatform(Platform):
             outputs = {"pod": f"{self.namespace}/{pod['metadata']['name']}"}
             if spec.handle.get("output"):
                 outputs["notebook"] = str(spec.handle["output"])
+            copied = dict(spec.handle.get("copied") or {})
+            if uuid in copies:
+                copy = copies[uuid]
+                if copy is None:  # the API went away while copying: try on the next pass
+                    out[uuid] = PlatformStatus(PlatformState.UNKNOWN)
+                    continue
+                copied, note = copy
+                handle = {**spec.handle, "copied": copied}
+                if note is not None:
+                    messages.append(note)
+            outputs.update(copied)
             out[uuid] = PlatformStatus(
                 state, messages, connectors=connectors, handle=handle, outputs=outputs
             )
         return out
+
+    # -- what a finished notebook run leaves --------------------------------------------------
+
+    def _copy_dir(self, spec: SessionSpec) -> Path:
+        base = self.output_dir or spec.work_dir or "eb-work"
+        return Path(base).expanduser().absolute() / spec.uuid
+
+    async def _copy_all(
+        self, pods: dict[str, JSON], specs: dict[str, SessionSpec]
+    ) -> dict[str, tuple[dict[str, str], MessageItem | None] | None]:
+        """Copy the executed notebook and the log out of finished notebook pods (before they
+        are released); None for a session whose copy must wait for the API."""
+        uuids = list(pods)
+        results = await asyncio.gather(
+            *(self._copy_out(specs[u], pods[u]) for u in uuids), return_exceptions=True
+        )
+        out: dict[str, tuple[dict[str, str], MessageItem | None] | None] = {}
+        for uuid, result in zip(uuids, results, strict=True):
+            if isinstance(result, KubeUnavailable):
+                self._mark_unavailable(str(result))
+                out[uuid] = None
+            elif isinstance(result, BaseException):
+                self.log.error("copying the outputs of %s failed: %s", uuid, result)
+                note = msg.warn(
+                    msg.PLATFORM,
+                    f"the executed notebook could not be copied out of the pod: {result}",
+                )
+                out[uuid] = ({}, note)
+            else:
+                out[uuid] = result
+        return out
+
+    async def _copy_out(
+        self, spec: SessionSpec, pod: JSON
+    ) -> tuple[dict[str, str], MessageItem | None]:
+        """Read the pod's log; write the notebook and the log to ``<output_dir>/<uuid>/``."""
+        limit = self.log_copy_limit_mib * 1024 * 1024
+        log = await self.client.read_log(
+            self.namespace, pod["metadata"]["name"], container=CONTAINER_NAME, limit_bytes=limit
+        )
+        notebook, rest = extract_notebook(log)
+        target = self._copy_dir(spec)
+        copied = {"log": str(target / POD_LOG_FILE)}
+        await asyncio.to_thread(_write_outputs, target, rest, notebook)
+        if notebook is None:
+            why = "its log holds no complete copy"
+            if len(log.encode()) >= limit:
+                why += f" (the log is longer than {self.log_copy_limit_mib} MiB)"
+            return copied, msg.warn(
+                msg.PLATFORM,
+                f"the executed notebook could not be copied out of the pod: {why}; it was "
+                f"written to {spec.handle.get('output') or 'the pod'} (kept only on storage)",
+            )
+        copied["notebook"] = str(target / OUTPUT_FILE)
+        return copied, None
 
     def _server_url(self, spec: SessionSpec, pod: JSON) -> str:
         return server_url(
@@ -751,6 +845,26 @@ class KubernetesPlatform(Platform):
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+
+OUTPUT_FILE = "output.ipynb"
+POD_LOG_FILE = "pod.log"
+
+
+def _finished_run(spec: SessionSpec, state: PlatformState) -> bool:
+    """A notebook run that ended and whose outputs were not copied out yet."""
+    return (
+        state in (PlatformState.SUCCEEDED, PlatformState.FAILED)
+        and str(spec.handle.get("kind") or session_kind(spec.request)) == KIND_NOTEBOOK
+        and "copied" not in spec.handle
+    )
+
+
+def _write_outputs(target: Path, log: str, notebook: bytes | None) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    (target / POD_LOG_FILE).write_text(log, encoding="utf-8")
+    if notebook is not None:
+        (target / OUTPUT_FILE).write_bytes(notebook)
 
 
 def _pool_matches(wanted: str, pool: str) -> bool:
