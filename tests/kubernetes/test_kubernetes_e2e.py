@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import nbformat
 
+from eb_sdk.model import SimpleStorageResource
 from tests.broker.helpers import COMPUTE, NOTEBOOK, SERVER, accept
 from tests.fixtures.kubernetes import wait_for
 from tests.fixtures.notebooks import write_notebook
@@ -332,6 +333,69 @@ def test_notebook_and_container_runs(site: Site, k8s_broker: Any, tmp_path: Path
         assert "exited with code 3 (Error): about to fail" in messages(session)
         (pod,) = site.pods(f"eb-session={box_offer['meta']['uuid']}") or [None]
         assert pod is None or pod["metadata"].get("deletionTimestamp"), "released"
+
+
+def test_storage_is_a_pvc_mounted_in_the_pod(site: Site, k8s_broker: Any, tmp_path: Path) -> None:
+    """storage_gib > 0: a storage request becomes a PVC of the booked size (bound by the real
+    PV controller to a PV the test provides), mounted in the pod; the notebook's output goes
+    there and is copied out; the PVC is deleted on release."""
+    site.add_node("a", cpu="4", memory="8Gi")
+    volume = f"pv-{site.namespace}"
+    site.cluster.create(
+        "/api/v1/persistentvolumes",
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": volume},
+            "spec": {
+                "capacity": {"storage": "5Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": str(tmp_path / "pv")},
+            },
+        },
+    )
+    mount = tmp_path / "mounted"  # the mount path in the pod (the stand-in runs it here)
+    mount.mkdir()
+    broker = k8s_broker(storage_gib=10, storage_mount_path=str(mount), image_pull_seconds=0.0)
+    notebook = write_notebook(tmp_path / "nb.ipynb", "import time; time.sleep(4)", "print('ok')")
+    body = {
+        "executable": {"kind": NOTEBOOK, "location": str(notebook)},
+        "compute": {"kind": COMPUTE, "cores": {"min": 1}, "memory": {"min": 1}},
+        "storage": [{"kind": SimpleStorageResource.KIND, "size": {"min": 2}}],
+        "schedule": {"requested": {"duration": "PT10M"}},
+    }
+    ns = f"/api/v1/namespaces/{site.namespace}"
+    try:
+        with broker.client() as c:
+            url, offer = book(c, body)
+            uuid = offer["meta"]["uuid"]
+            claim = f"eb-{uuid}-storage"
+            running = wait_phase(c, url, {"RUNNING", *FINAL})
+            assert running["phase"] == "RUNNING", (running, broker.log()[-3000:])
+            pvc = site.cluster.get(f"{ns}/persistentvolumeclaims/{claim}")
+            assert pvc["spec"]["resources"]["requests"] == {"storage": "2Gi"}
+            assert pvc["status"]["phase"] == "Bound" and pvc["spec"]["volumeName"] == volume
+            (pod,) = site.pods(f"eb-session={uuid}")
+            assert {"name": "storage", "persistentVolumeClaim": {"claimName": claim}} in pod[
+                "spec"
+            ]["volumes"]
+            mounts = pod["spec"]["containers"][0]["volumeMounts"]
+            assert {"name": "storage", "mountPath": str(mount)} in mounts
+
+            done = wait_phase(c, url, FINAL)
+            assert done["phase"] == "COMPLETED", (done, broker.log()[-3000:])
+            assert (mount / f"{uuid}.ipynb").exists()  # written on the volume ...
+            cells = nbformat.read(done["jeb:outputs"]["notebook"], as_version=4).cells
+            assert "ok" in json.dumps([cell.get("outputs") for cell in cells])  # ... copied out
+
+            def claim_gone() -> bool:
+                with site.cluster.api() as api:
+                    return api.get(f"{ns}/persistentvolumeclaims/{claim}").status_code == 404
+
+            wait_for(claim_gone, 30, "the PVC deleted on release")
+    finally:
+        site.cluster.delete(f"/api/v1/persistentvolumes/{volume}")
 
 
 def test_api_outage_refuses_requests_and_sessions_recover(site: Site, k8s_broker: Any) -> None:

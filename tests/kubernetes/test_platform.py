@@ -17,6 +17,7 @@ from eb_broker.scheduling import Resources
 from eb_broker.translate import utcnow
 from eb_sdk.model import ExecutionRequest
 from tests.broker.helpers import COMPUTE, SERVER
+from tests.fixtures.kubernetes import TOKEN
 from tests.fixtures.services import free_port
 from tests.kubernetes.conftest import Site
 
@@ -198,3 +199,48 @@ def test_fixture_says_how_to_get_missing_binaries(
     monkeypatch.setattr(fixture, "cache_roots", lambda: [tmp_path])
     with pytest.raises(RuntimeError, match=r"not built.*Run ./dev setup"):
         fixture.find_k8s_bin()
+
+
+async def test_in_cluster_service_account(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a pod: KUBERNETES_SERVICE_HOST/PORT and the service account's token and CA (here
+    pointed at the test API server, whose certificate is checked: another CA is refused)."""
+    site.add_node("a", cpu="4", memory="8Gi")
+    cluster = site.cluster
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text(TOKEN)
+    (account / "ca.crt").write_bytes((cluster.base / "pki" / "apiserver.crt").read_bytes())
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(cluster.api_port))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))  # no fallback
+    platform = KubernetesPlatform(
+        service_account_dir=str(account),
+        namespace=site.namespace,
+        node_selector={"eb-test": site.namespace},
+    )
+    try:
+        await platform.refresh()
+        assert platform.available, platform._reason
+        assert platform.client.server == f"https://127.0.0.1:{cluster.api_port}"
+        assert platform.capacity().base == Resources(cores=4, memory_gib=8)
+    finally:
+        await platform.close()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "token").write_text(TOKEN)
+    openssl = await asyncio.create_subprocess_exec(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-subj", "/CN=someone-else", "-keyout", str(other / "key"), "-out", str(other / "ca.crt"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await openssl.wait() == 0
+    wrong = KubernetesPlatform(service_account_dir=str(other), namespace=site.namespace)
+    try:
+        await wrong.refresh()
+        assert not wrong.available
+        assert "certificate" in wrong._reason.lower(), wrong._reason
+    finally:
+        await wrong.close()

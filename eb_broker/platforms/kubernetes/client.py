@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,8 @@ from ..base import PlatformUnavailable
 log = logging.getLogger("eb_broker.platforms.kubernetes")
 
 JSON = dict[str, Any]
+#: Where Kubernetes mounts a pod's service account token and the cluster's CA.
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 class KubeUnavailable(PlatformUnavailable):
@@ -79,10 +82,12 @@ class KubeClient:
         context: str = "",
         in_cluster: bool | None = None,
         timeout: float = 10.0,
+        service_account_dir: str = SERVICE_ACCOUNT_DIR,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.context = context
         self.in_cluster = in_cluster
+        self.service_account_dir = service_account_dir
         self.timeout = timeout
         self.server = ""
         self._api_client: client.ApiClient | None = None
@@ -97,7 +102,11 @@ class KubeClient:
             try:
                 if self.in_cluster is not False and not self.kubeconfig:
                     try:
-                        config.load_incluster_config(client_configuration=configuration)
+                        config.load_incluster_config(
+                            client_configuration=configuration,
+                            token_filename=os.path.join(self.service_account_dir, "token"),
+                            cert_filename=os.path.join(self.service_account_dir, "ca.crt"),
+                        )
                     except ConfigException:
                         if self.in_cluster:
                             raise

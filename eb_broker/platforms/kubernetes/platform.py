@@ -31,7 +31,7 @@ from eb_sdk.model.sessions import ConnectorStatus
 
 from ...scheduling import Capacity, Resources
 from ..base import Platform, PlatformState, PlatformStatus, PlatformUnavailable, SessionSpec
-from .client import JSON, KubeClient, KubeError, KubeUnavailable
+from .client import JSON, SERVICE_ACCOUNT_DIR, KubeClient, KubeError, KubeUnavailable
 from .objects import (
     ANNOTATION_OUTPUT,
     CONTAINER_NAME,
@@ -95,6 +95,12 @@ class KubernetesPlatform(Platform):
         config=True,
         help="True: use the pod's service account; False: use the kubeconfig; None (default): "
         "the service account when there is one, else the kubeconfig.",
+    )
+    service_account_dir = Unicode(
+        SERVICE_ACCOUNT_DIR,
+        config=True,
+        help="In the cluster: the directory of the pod's service account 'token' and the "
+        "cluster's 'ca.crt' (with KUBERNETES_SERVICE_HOST/PORT from the environment).",
     )
     namespace = Unicode(
         "default", config=True, help="Namespace the broker creates its pods, services and PVCs in."
@@ -275,6 +281,7 @@ class KubernetesPlatform(Platform):
             context=self.context,
             in_cluster=self.in_cluster,
             timeout=self.api_timeout,
+            service_account_dir=self.service_account_dir,
         )
 
     @property
