@@ -247,7 +247,7 @@ def test_namespace_quota_bounds_offers(site: Site, k8s_broker: Any) -> None:
             "apiVersion": "v1",
             "kind": "ResourceQuota",
             "metadata": {"name": "compute"},
-            "spec": {"hard": {"requests.cpu": "3", "requests.memory": "6Gi"}},
+            "spec": {"hard": {"requests.cpu": "3", "requests.memory": "6Gi", "pods": "2"}},
         },
     )
     # kube-controller-manager computes the quota's status; admission needs it before pods.
@@ -261,13 +261,33 @@ def test_namespace_quota_bounds_offers(site: Site, k8s_broker: Any) -> None:
         "the quota's status",
     )
     foreign_pod(site, node, "1")
-    broker = k8s_broker()
+    broker = k8s_broker(image_pull_seconds=0.0)
     with broker.client() as c:
         answer = c.post("/requests", json=server_request({"min": 1, "max": 8})).json()
         assert answer["result"] == "YES", answer
         assert offered_cores(answer) == {2}, "quota 3 cores - 1 used by a pod in the namespace"
         no = c.post("/requests", json=server_request({"min": 3})).json()
         assert no["result"] == "NO", no
+        for offer in answer["offers"]:
+            accept(c, offer["meta"]["url"], "REJECTED")
+
+        # "pods: 2": the foreign pod and one session fill it
+        url, _ = book(c, server_request({"min": 1}))
+        assert wait_phase(c, url, {"AVAILABLE", *FINAL})["phase"] == "AVAILABLE"
+
+        def refused() -> dict[str, Any] | None:
+            answer = dict(c.post("/requests", json=server_request({"min": 1})).json())
+            if answer["result"] == "YES":
+                for offer in answer["offers"]:
+                    accept(c, offer["meta"]["url"], "REJECTED")
+                return None
+            return answer
+
+        full = wait_for(refused, 20, "NO once the pods quota is used up", every=0.5)
+        (problem,) = full["meta"]["messages"]
+        assert problem["kind"] == "urn:resource-limit" and "admits 2 pods" in problem["message"]
+        assert accept(c, url, "CANCELLED").status_code == 200
+        wait_phase(c, url, FINAL)
 
 
 def test_notebook_and_container_runs(site: Site, k8s_broker: Any, tmp_path: Path) -> None:

@@ -234,6 +234,24 @@ def test_limit_quota_counts_foreign_limits() -> None:
     assert result.capacity.cores - 1 == 2
 
 
+def test_a_pods_quota_counts_every_pod_in_the_namespace() -> None:
+    ours = pod(
+        "ours",
+        "eb",
+        "a",
+        labels={"app.kubernetes.io/managed-by": "eb-broker", "eb-broker": "eb-broker"},
+    )
+    pods = [
+        pod("x", "eb", "a"),
+        ours,
+        pod("y", "elsewhere", "a"),
+        pod("z", "eb", "a", phase="Succeeded"),
+    ]
+    bounded = view([node("a")], pods, [quota({"pods": "3"}), quota({"count/pods": "5"})])
+    assert (bounded.pods_quota, bounded.pods_in_namespace, bounded.pods_left) == (3, 2, 1)
+    assert view([node("a")], pods).pods_left is None
+
+
 def test_storage_is_configured_and_quota_bounded() -> None:
     assert view([node("a")], storage_gib=100).capacity.storage_gib == 100
     bounded = view([node("a")], [], [quota({"requests.storage": "20Gi"})], storage_gib=100)

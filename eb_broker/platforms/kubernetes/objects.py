@@ -290,6 +290,16 @@ class ClusterView:
     quota_notes: tuple[str, ...] = ()
     #: Every counted node: (name, labels, allocatable), for checks against a profile's nodes.
     node_sizes: tuple[tuple[str, Mapping[str, str], Resources], ...] = ()
+    #: The namespace's ``pods`` (or ``count/pods``) quota, and how many pods it counts now.
+    pods_quota: int | None = None
+    pods_in_namespace: int = 0
+
+    @property
+    def pods_left(self) -> int | None:
+        """How many more pods the namespace's quota admits now (None: no such quota)."""
+        if self.pods_quota is None:
+            return None
+        return max(self.pods_quota - self.pods_in_namespace, 0)
 
     def largest_matching(self, node_selector: Mapping[str, str]) -> Resources | None:
         """The largest counted node with these labels (None: no node has them)."""
@@ -396,13 +406,16 @@ def cluster_view(
     e_minus_q = Resources()  # foreign usage outside the namespace
     q_requests: dict[str, Decimal] = {}
     q_limits: dict[str, Decimal] = {}
+    pods_in_namespace = 0  # ours too: what a "pods" quota counts
     for pod in pods:
         meta = pod.get("metadata", {}) or {}
         labels = meta.get("labels") or {}
-        if labels.get(MANAGED_BY) == MANAGED_BY_VALUE and labels.get(LABEL_INSTANCE) == instance:
-            continue
         status = pod.get("status") or {}
         if status.get("phase") in ("Succeeded", "Failed"):
+            continue
+        if meta.get("namespace") == namespace:
+            pods_in_namespace += 1
+        if labels.get(MANAGED_BY) == MANAGED_BY_VALUE and labels.get(LABEL_INSTANCE) == instance:
             continue
         node_name = (pod.get("spec") or {}).get("nodeName") or ""
         on_node = node_name in counted
@@ -460,6 +473,7 @@ def cluster_view(
         accel[name] = bound(accel[name], (f"requests.{pool.resource}",), Decimal(1), e.get(name))
     if "requests.storage" in hard:
         storage = min(storage, _floor(hard["requests.storage"] / GIB))
+    pod_limits = [_floor(hard[k]) for k in ("pods", "count/pods") if k in hard]
 
     return ClusterView(
         capacity=Resources(
@@ -475,6 +489,8 @@ def cluster_view(
         images=frozenset(images),
         quota_notes=tuple(notes),
         node_sizes=tuple(sizes),
+        pods_quota=min(pod_limits) if pod_limits else None,
+        pods_in_namespace=pods_in_namespace,
     )
 
 

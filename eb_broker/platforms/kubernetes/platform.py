@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -446,6 +447,16 @@ class KubernetesPlatform(Platform):
             )
         if request.storage and self.storage_gib <= 0:
             no("this broker offers no storage (KubernetesPlatform.storage_gib is 0)")
+        if self._view is not None and self._view.pods_left == 0:
+            problems.append(
+                msg.error(
+                    msg.RESOURCE_LIMIT,
+                    f"the namespace {self.namespace} admits {self._view.pods_quota} pods "
+                    f"(ResourceQuota) and has {self._view.pods_in_namespace}: no session can "
+                    "be offered until one of them ends",
+                    limit=self._view.pods_quota,
+                )
+            )
         selector = dict(self.node_selector)
         named = requested_profile(request)
         if named:
@@ -553,6 +564,10 @@ class KubernetesPlatform(Platform):
                 )
             else:
                 pod = await self._create(spec)
+                if self._view is not None:  # counted against a pods quota until the refresh
+                    self._view = replace(
+                        self._view, pods_in_namespace=self._view.pods_in_namespace + 1
+                    )
             kind = (pod["metadata"].get("labels") or {}).get(LABEL_KIND, session_kind(spec.request))
             service = ""
             if kind == KIND_SERVER:
