@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import httpx
 import nbformat
 
 from eb_sdk.model import SimpleStorageResource
+from eb_sdk.model.times import parse_instant, parse_interval
 from tests.broker.helpers import COMPUTE, NOTEBOOK, SERVER, accept
 from tests.fixtures.kubernetes import wait_for
 from tests.fixtures.notebooks import write_notebook
@@ -54,6 +56,10 @@ def accept_first(c: httpx.Client, answer: dict[str, Any]) -> tuple[str, dict[str
     offer = min(answer["offers"], key=lambda o: o["schedule"]["available"]["start"].split("/")[0])
     assert accept(c, offer["meta"]["url"]).status_code == 200
     return str(offer["meta"]["url"]), offer
+
+
+def start_of(offer: dict[str, Any]) -> datetime:
+    return parse_interval(offer["schedule"]["available"]["start"]).start
 
 
 def messages(session: dict[str, Any]) -> str:
@@ -162,6 +168,48 @@ def _refused(url: str) -> bool:
     except httpx.HTTPError:
         return True
     return False
+
+
+def test_a_future_slot_creates_its_pod_only_at_its_start(site: Site, k8s_broker: Any) -> None:
+    """Kubernetes has no reservations: a booked future slot is held in the broker's ledger, and
+    its Pod is created with the booked requests/limits only at start - preparation."""
+    site.add_node("a", cpu="4", memory="8Gi")
+    broker = k8s_broker(image_pull_seconds=0.0)
+    whole = server_request({"min": 4}, memory=4)
+    whole["schedule"] = {"requested": {"duration": "PT20S"}}
+    with broker.client() as c:
+        first_url, first = book(c, whole)  # the whole node, now
+        assert wait_phase(c, first_url, {"AVAILABLE", *FINAL})["phase"] == "AVAILABLE"
+        first_end = parse_instant(first["schedule"]["releasing"]["start"])
+
+        answer = c.post("/requests", json=whole).json()  # the node again: only after the first
+        assert answer["result"] == "YES", answer
+        starts = [start_of(o) for o in answer["offers"]]
+        assert min(starts) >= first_end, (starts, first_end)
+        url, offer = accept_first(c, answer)
+        uuid = offer["meta"]["uuid"]
+        start = start_of(offer)
+        preparing = parse_instant(offer["schedule"]["preparing"]["start"])
+        assert c.get(url).json()["phase"] == "WAITING"
+
+        def pod_appears() -> dict[str, Any] | None:
+            pods = site.pods(f"eb-session={uuid}")
+            if not pods:
+                assert datetime.now(UTC) < preparing + timedelta(seconds=5), "no pod in time"
+                return None
+            return dict(pods[0])
+
+        assert not site.pods(f"eb-session={uuid}")  # booked: nothing on the cluster yet
+        pod = wait_for(pod_appears, 60, "the pod at start - preparation")
+        created = parse_instant(pod["metadata"]["creationTimestamp"])
+        assert created >= preparing - timedelta(seconds=1), (created, preparing, start)
+        resources = pod["spec"]["containers"][0]["resources"]
+        assert resources["requests"] == resources["limits"] == {"cpu": "4", "memory": "4Gi"}
+        session = wait_phase(c, url, {"AVAILABLE", *FINAL})
+        assert session["phase"] == "AVAILABLE", (session, broker.log()[-3000:])
+        assert accept(c, url, "CANCELLED").status_code == 200
+        wait_phase(c, url, FINAL)
+        assert wait_phase(c, first_url, FINAL)["phase"] == "COMPLETED"  # its slot ended
 
 
 def test_gpu_request_gets_offers_only_where_a_node_has_gpus(site: Site, k8s_broker: Any) -> None:

@@ -346,6 +346,11 @@ def test_hub_server_gets_no_token_and_its_prefix_in_the_url() -> None:
         "http://{service}.{namespace}.svc:{port}", pod, port=80, namespace="eb", uuid="u"
     )
     assert svc == "http://eb-1234-abcd.eb.svc:80/"
+    # the short name of the Service's cluster DNS name
+    platform = KubernetesPlatform(server_url_template="service", namespace="eb")
+    assert platform._server_url(spec, pod) == (
+        "http://eb-1234-abcd.eb.svc.cluster.local:8888/user/alice/"
+    )
 
 
 def test_notebook_pod_runs_papermill_with_storage() -> None:

@@ -63,6 +63,11 @@ from .objects import (
 )
 
 JUPYTER_SERVER_CONNECTOR = "urn:jeb:v1:connector:jupyter-server"
+#: Short names of ``server_url_template`` values.
+URL_TEMPLATES = {
+    "pod": "http://{pod_ip}:{port}/{prefix}",
+    "service": "http://{service}.{namespace}.svc.cluster.local:{port}/{prefix}",
+}
 
 
 def _utcnow() -> datetime:
@@ -177,9 +182,11 @@ class KubernetesPlatform(Platform):
         config=True,
         help="URL of a server as users (and the broker, which checks that it answers) reach "
         "it. Fields: {pod_ip}, {port}, {service} (= {name}), {namespace}, {uuid}, {prefix} "
-        "(JUPYTERHUB_SERVICE_PREFIX without slashes). E.g. "
-        "'http://{service}.{namespace}.svc:{port}/' for a broker inside the cluster, or an "
-        "ingress URL 'https://jupyter.example.org/eb/{uuid}/'.",
+        "(JUPYTERHUB_SERVICE_PREFIX without slashes). The default, the pod's IP, works "
+        "wherever the pod network is routed, without cluster DNS. 'service' is short for "
+        "the session's Service by its cluster DNS name, "
+        f"'{URL_TEMPLATES['service']}' (a broker and users inside the cluster); a site "
+        "with an ingress gives its URL, e.g. 'https://jupyter.example.org/eb/{uuid}/'.",
     )
     server_start_timeout = Float(
         300.0,
@@ -793,7 +800,7 @@ class KubernetesPlatform(Platform):
 
     def _server_url(self, spec: SessionSpec, pod: JSON) -> str:
         return server_url(
-            self.server_url_template,
+            URL_TEMPLATES.get(self.server_url_template, self.server_url_template),
             pod,
             port=int(spec.handle.get("port") or self.server_port),
             namespace=self.namespace,
