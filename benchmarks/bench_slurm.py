@@ -5,11 +5,14 @@
    Two requests: a narrow window (precise slots only: no Slurm call at all) and "within the
    next 24 hours" (precise slots plus a queue estimate: one ``sbatch --test-only``).
 2. Accuracy of start estimates: queue ``--jobs`` 1-core jobs one after another; before each,
-   ask the platform for its estimate (``SlurmPlatform.estimate``, the code offers use), then
-   submit the job. Once every job has started, compare predicted and actual starts (mean
-   absolute error, bias, median, max). Also ``squeue --start``'s estimate read right after
-   all jobs were queued. Two workloads: jobs that run their full time limit, and jobs that end
-   early (30 to 100 % of the limit, as real jobs do).
+   ask for its estimate, then submit the job. Once every job has started, compare predicted
+   and actual starts (mean absolute error, bias, median, max). The estimates: what a user is
+   offered — ``jeb:estimate.expected`` of the estimate offer of ``POST /requests`` to a real
+   ``eb-broker --platform=slurm`` ("within the next 24 hours", the offers rejected at once) —
+   and, underneath it, ``SlurmPlatform.estimate`` with either estimator; also
+   ``squeue --start``'s estimate read right after all jobs were queued. Two workloads: jobs
+   that run their full time limit, and jobs that end early (30 to 100 % of the limit, as
+   real jobs do).
 
 Run by hand:  .venv/bin/python benchmarks/bench_slurm.py [--requests 50] [--jobs 50]
 Needs Debian's slurm-wlm, slurmctld, slurmd, slurm-client and munge (./dev setup).
@@ -37,6 +40,7 @@ from eb_broker.platforms.slurm import SlurmPlatform
 from eb_broker.platforms.slurm.objects import JobRequest
 from eb_broker.scheduling import Demand, Resources, Window
 from eb_sdk.model import ExecutionRequest, JupyterNotebook
+from eb_sdk.model.times import parse_instant
 from tests.fixtures.services import BrokerProcess, free_port
 from tests.fixtures.slurm import SlurmCluster, start_slurm
 
@@ -111,6 +115,7 @@ def bench_latency(cluster: SlurmCluster, base: Path, n: int) -> list[str]:
             f"--SlurmPlatform.slurm_conf={cluster.conf}",
             "--SlurmPlatform.default_user=root",
             "--SlurmPlatform.reservation_prefix=bench-",
+            "--SlurmPlatform.container_engine=",
             f"--SlurmPlatform.python={sys.executable}",
         ),
     ).start()
@@ -141,14 +146,33 @@ def bench_latency(cluster: SlurmCluster, base: Path, n: int) -> list[str]:
 # -- 2. accuracy of start estimates ---------------------------------------------------------
 
 
+def offered_expected(client: Any, limit_minutes: int) -> datetime:
+    """``jeb:estimate.expected`` of the estimate offer a broker makes now (offers rejected)."""
+    request = body(f"{iso(datetime.now(UTC))}/PT24H")
+    request["schedule"]["requested"]["duration"] = f"PT{limit_minutes}M"
+    offers = client.post("/requests", json=request).json().get("offers") or []
+    for offer in offers:
+        client.post(
+            offer["meta"]["url"],
+            json={"kind": "uri:enum-value-update", "path": "phase", "value": "REJECTED"},
+        )
+    (estimate,) = [o["jeb:estimate"] for o in offers if "jeb:estimate" in o]
+    return parse_instant(estimate["expected"])
+
+
 async def queue_jobs(
-    platforms: dict[str, SlurmPlatform], n: int, runtime: Any, limit_minutes: int
+    platforms: dict[str, SlurmPlatform],
+    client: Any,
+    n: int,
+    runtime: Any,
+    limit_minutes: int,
 ) -> list[tuple[int, dict[str, datetime]]]:
     """Estimate, then submit, ``n`` jobs one after another: [(job id, {estimator: start})]."""
     request = ExecutionRequest(executable=JupyterNotebook(location="/bench.ipynb"))
     submitter = next(iter(platforms.values()))
     queued = []
     for i in range(n):
+        offered = await asyncio.to_thread(offered_expected, client, limit_minutes)
         now = datetime.now(UTC)
         demand = Demand(
             minimum=Resources(cores=1, memory_gib=1),
@@ -157,7 +181,7 @@ async def queue_jobs(
             windows=(Window(now, now + timedelta(hours=24)),),
             preparation=timedelta(0),
         )
-        predicted = {}
+        predicted = {"offer": offered}
         for name, platform in platforms.items():
             (estimate,) = await platform.estimate(request, demand, now)
             predicted[name] = estimate.expected
@@ -209,6 +233,27 @@ def summary(label: str, predictor: str, signed: list[float]) -> str:
     )
 
 
+def estimate_broker(cluster: SlurmCluster, base: Path) -> BrokerProcess:
+    """A broker that sees every job queued just before a request: it re-reads the cluster
+    every second and asks squeue afresh for each estimate (poll_interval=0)."""
+    base.mkdir(parents=True, exist_ok=True)
+    return BrokerProcess(
+        dir=base,
+        port=free_port(),
+        db_url=f"sqlite:///{base / 'ledger.sqlite'}",
+        args=(
+            "--platform=slurm",
+            f"--SlurmPlatform.slurm_conf={cluster.conf}",
+            "--SlurmPlatform.default_user=root",
+            "--SlurmPlatform.reservation_prefix=ebb-",
+            "--SlurmPlatform.refresh_interval=1",
+            "--SlurmPlatform.poll_interval=0",
+            "--SlurmPlatform.container_engine=",
+            f"--SlurmPlatform.python={sys.executable}",
+        ),
+    ).start()
+
+
 def bench_accuracy(cluster: SlurmCluster, base: Path, n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     platforms = {
@@ -222,8 +267,9 @@ def bench_accuracy(cluster: SlurmCluster, base: Path, n: int, seed: int) -> list
         for estimator in ("queue", "slurm")
     }
     labels = {
-        "queue": "offer estimate, `estimator=queue` (simulated queue)",
-        "slurm": "offer estimate, `estimator=slurm` (`sbatch --test-only`)",
+        "offer": "**offered** `jeb:estimate.expected` (`POST /requests`, `estimator=queue`)",
+        "queue": "`SlurmPlatform.estimate`, `estimator=queue` (simulated queue)",
+        "slurm": "`SlurmPlatform.estimate`, `estimator=slurm` (`sbatch --test-only`)",
     }
     rows = [
         "| workload | predictor | jobs | MAE | bias (predicted - actual) | median abs. error "
@@ -234,21 +280,40 @@ def bench_accuracy(cluster: SlurmCluster, base: Path, n: int, seed: int) -> list
         ("run their full limit (60 s of 1 min)", lambda: 60),
         ("end early (18 to 60 s of 1 min)", lambda: rng.uniform(18, 60)),
     ]
-    for label, runtime in workloads:
-        cluster.clean()
-        started_at = time.monotonic()
-        queued = asyncio.run(queue_jobs(platforms, n, runtime, 1))
-        ids = [job_id for job_id, _ in queued]
-        time.sleep(3)  # let the backfill scheduler plan the queue
-        slurm_view = squeue_starts(cluster)
-        actual = wait_all_started(cluster, ids, timeout=30 * 60)
-        for name in platforms:
-            ours = {job_id: predicted[name].timestamp() for job_id, predicted in queued}
-            rows.append(summary(label, labels[name], errors(ours, actual)))
-        theirs = {j: float(slurm_view[j]) for j in ids if slurm_view.get(j)}
-        rows.append(summary(label, "`squeue --start`, 3 s after queueing", errors(theirs, actual)))
-        print(f"  {label}: {time.monotonic() - started_at:.0f} s", file=sys.stderr)
+    broker = estimate_broker(cluster, base / "broker")
+    try:
+        with broker.client() as client:
+            for label, runtime in workloads:
+                rows += accuracy_run(cluster, platforms, client, n, label, runtime, labels)
+    finally:
+        broker.stop()
     cluster.clean()
+    return rows
+
+
+def accuracy_run(
+    cluster: SlurmCluster,
+    platforms: dict[str, SlurmPlatform],
+    client: Any,
+    n: int,
+    label: str,
+    runtime: Any,
+    labels: dict[str, str],
+) -> list[str]:
+    rows = []
+    cluster.clean()
+    started_at = time.monotonic()
+    queued = asyncio.run(queue_jobs(platforms, client, n, runtime, 1))
+    ids = [job_id for job_id, _ in queued]
+    time.sleep(3)  # let the backfill scheduler plan the queue
+    slurm_view = squeue_starts(cluster)
+    actual = wait_all_started(cluster, ids, timeout=30 * 60)
+    for name in labels:
+        ours = {job_id: predicted[name].timestamp() for job_id, predicted in queued}
+        rows.append(summary(label, labels[name], errors(ours, actual)))
+    theirs = {j: float(slurm_view[j]) for j in ids if slurm_view.get(j)}
+    rows.append(summary(label, "`squeue --start`, 3 s after queueing", errors(theirs, actual)))
+    print(f"  {label}: {time.monotonic() - started_at:.0f} s", file=sys.stderr)
     return rows
 
 
