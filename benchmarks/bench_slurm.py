@@ -263,6 +263,7 @@ def bench_accuracy(cluster: SlurmCluster, base: Path, n: int, seed: int) -> list
             work_dir=str(base),
             estimator=estimator,
             poll_interval=0,  # every estimate sees the jobs queued just before it
+            container_engine="",  # no probe job
         )
         for estimator in ("queue", "slurm")
     }

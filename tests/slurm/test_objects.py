@@ -353,6 +353,47 @@ def test_simulated_queue_places_pending_jobs_core_by_core() -> None:
     assert start(5) is None  # more than the node has
 
 
+def test_usage_places_pending_jobs_where_the_simulated_queue_does() -> None:
+    """With the simulated queue, a pending job counts where the queue model expects it, not
+    at Slurm's whole-node estimate; our container engine probe (a second's work whatever its
+    time limit) counts nowhere; our extra reservation cores for memory count."""
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    minute = timedelta(minutes=1)
+    view = so.ClusterView([so.Node("n1", 4, 8192, "mixed")], prefix="eb-", padding={"eb-r": 1})
+    common: dict[str, object] = {"cpus": 1, "memory_mb": 1024, "time_limit": 10 * minute}
+    jobs = [
+        so.Job(1, "eb-probe", "RUNNING", nodes=("n1",), start=now, end=now + minute, **common),  # type: ignore[arg-type]
+        so.Job(2, "other", "PENDING", start=now + 30 * minute, **common),  # type: ignore[arg-type]
+    ]
+    reservations = [so.Reservation("eb-r", now + 60 * minute, now + 70 * minute, ("n1",), 2)]
+    queue = so.simulate_queue(view, jobs, reservations, now)
+    planned = {
+        u.key: (u.start, u.cores) for u in view.usage(jobs, reservations, now, planned=queue)
+    }
+    assert planned == {"job:2": (now, 1), "resv-pad:eb-r": (now + 60 * minute, 1)}
+    slurms = {u.key: u.start for u in view.usage(jobs, reservations, now)}
+    assert slurms["job:2"] == now + 30 * minute and "job:1" not in slurms
+
+
+def test_cores_held_for_memory() -> None:
+    view = so.ClusterView([so.Node("a", 2, 6144, "idle"), so.Node("b", 8, 32768, "idle")])
+    assert view.cores_for_memory(1, 1024) == 1
+    assert view.cores_for_memory(1, 5 * 1024) == 2  # the smallest share: 3 GiB a core
+    assert view.cores_for_memory(4, 5 * 1024) == 4
+    assert view.cores_for_memory(1, 64 * 1024) == 8  # at most the largest node
+
+
+def test_scancel_outcomes() -> None:
+    so.check_scancel(0, "")
+    so.check_scancel(1, "scancel: error: Kill job error on job id 7: Invalid job id specified")
+    with pytest.raises(so.SlurmError, match="exited with code 1 and no message"):
+        so.check_scancel(1, "  ")
+    with pytest.raises(PlatformUnavailable):
+        so.check_scancel(1, "scancel: error: Unable to contact slurm controller (connect failure)")
+    with pytest.raises(so.SlurmError, match="Access/permission denied"):
+        so.check_scancel(1, "scancel: error: Kill job error on job id 7: Access/permission denied")
+
+
 def test_simulated_queue_keeps_reservations_free() -> None:
     now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     hour = timedelta(hours=1)

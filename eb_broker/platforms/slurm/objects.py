@@ -668,16 +668,24 @@ class ClusterView:
         needed = math.ceil(memory_mb / share - 1e-9)
         return max(cores, min(needed, max(n.cpus for n in nodes)))
 
+    def is_probe(self, job: Job) -> bool:
+        """Our container engine probe: done in a second, whatever its time limit says."""
+        return job.name == f"{self.prefix}probe"
+
     def usage(
         self,
         jobs: Iterable[Job],
         reservations: Iterable[Reservation],
         now: datetime,
         horizon: timedelta = timedelta(days=400),
+        planned: Timeline | None = None,
     ) -> list[Usage]:
         """What the broker did not book, on its nodes: foreign reservations, foreign running
         jobs and foreign pending jobs with a start estimate (outside any reservation), and our
-        queued jobs where they run outside the slot the broker holds for them."""
+        queued jobs where they run outside the slot the broker holds for them.
+
+        Pending jobs are placed where ``planned`` (the :func:`simulate_queue` of these jobs)
+        puts them, without it at Slurm's own estimate (``squeue --start``)."""
         names = {n.name for n in self.our_nodes()}
         by_name = {n.name: n for n in self.nodes}
         limit = now + horizon
@@ -702,9 +710,12 @@ class ClusterView:
                 memory = math.ceil(memory * cores / total_cpus)
             out.append(Usage(f"resv:{resv.name}", resv.start, min(resv.end, limit), cores, memory))
         for job in jobs:
-            if job.reservation:
+            if job.reservation or self.is_probe(job):
                 continue  # inside a reservation: counted with it (or it is one of our bookings)
             span = self._job_span(job, now, limit)
+            if job.pending and planned is not None:
+                booking = planned.get(f"job:{job.job_id}")
+                span = (booking.start, min(booking.end, limit)) if booking is not None else None
             if span is None:
                 continue
             if job.running and not names.intersection(job.nodes):
@@ -802,7 +813,7 @@ def simulate_queue(
             timeline.add(f"resv:{resv.name}", start, end, _resources(cores, memory))
     pending: list[Job] = []
     for job in jobs:
-        if job.reservation:
+        if job.reservation or view.is_probe(job):
             continue
         if job.running and job.state != "COMPLETING" and names.intersection(job.nodes):
             end = job.end if job.end and job.end > now else now + timedelta(minutes=1)

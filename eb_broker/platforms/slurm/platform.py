@@ -478,7 +478,9 @@ class SlurmPlatform(Platform):
 
     def external_usage(self) -> list[tuple[str, datetime, datetime, Resources]]:
         self._ensure_loaded()
-        usage = self._view().usage(self._jobs, self._reservations, _utcnow())
+        # pending jobs where the offers' own queue model (estimator) expects them
+        planned = self._queue(self._jobs) if self.estimator == "queue" else None
+        usage = self._view().usage(self._jobs, self._reservations, _utcnow(), planned=planned)
         return [
             (u.key, u.start, u.end, Resources(cores=u.cores, memory_gib=u.memory_gib))
             for u in usage
