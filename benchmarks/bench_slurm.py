@@ -96,17 +96,23 @@ def offer_latency(broker: BrokerProcess, n: int, flexible: bool) -> tuple[list[f
             out.append(time.perf_counter() - t)
             offers = answer.json().get("offers") or []
             estimates += sum(1 for o in offers if "jeb:estimate" in o)
-            for offer in offers:  # reject: holds must not pile up between requests
-                client.post(
-                    offer["meta"]["url"],
-                    json={"kind": "uri:enum-value-update", "path": "phase", "value": "REJECTED"},
-                )
+            reject(client, offers)
     return out, estimates
 
 
-def bench_latency(cluster: SlurmCluster, base: Path, n: int) -> list[str]:
+def reject(client: Any, offers: list[dict[str, Any]]) -> None:
+    """Reject offers: their holds must not pile up between requests."""
+    for offer in offers:
+        client.post(
+            offer["meta"]["url"],
+            json={"kind": "uri:enum-value-update", "path": "phase", "value": "REJECTED"},
+        )
+
+
+def slurm_broker(cluster: SlurmCluster, base: Path, prefix: str, *extra: str) -> BrokerProcess:
+    """A real ``eb-broker --platform=slurm`` on the benchmark's cluster (no probe job)."""
     base.mkdir(parents=True, exist_ok=True)
-    broker = BrokerProcess(
+    return BrokerProcess(
         dir=base,
         port=free_port(),
         db_url=f"sqlite:///{base / 'ledger.sqlite'}",
@@ -114,11 +120,16 @@ def bench_latency(cluster: SlurmCluster, base: Path, n: int) -> list[str]:
             "--platform=slurm",
             f"--SlurmPlatform.slurm_conf={cluster.conf}",
             "--SlurmPlatform.default_user=root",
-            "--SlurmPlatform.reservation_prefix=bench-",
+            f"--SlurmPlatform.reservation_prefix={prefix}",
             "--SlurmPlatform.container_engine=",
             f"--SlurmPlatform.python={sys.executable}",
+            *extra,
         ),
     ).start()
+
+
+def bench_latency(cluster: SlurmCluster, base: Path, n: int) -> list[str]:
+    broker = slurm_broker(cluster, base, "bench-")
     rows = [
         "| queue | `sbatch --test-only` | POST /requests, narrow window (precise only) "
         "| POST /requests, next 24 h (precise + estimate) |",
@@ -151,11 +162,7 @@ def offered_expected(client: Any, limit_minutes: int) -> datetime:
     request = body(f"{iso(datetime.now(UTC))}/PT24H")
     request["schedule"]["requested"]["duration"] = f"PT{limit_minutes}M"
     offers = client.post("/requests", json=request).json().get("offers") or []
-    for offer in offers:
-        client.post(
-            offer["meta"]["url"],
-            json={"kind": "uri:enum-value-update", "path": "phase", "value": "REJECTED"},
-        )
+    reject(client, offers)
     (estimate,) = [o["jeb:estimate"] for o in offers if "jeb:estimate" in o]
     return parse_instant(estimate["expected"])
 
@@ -236,22 +243,13 @@ def summary(label: str, predictor: str, signed: list[float]) -> str:
 def estimate_broker(cluster: SlurmCluster, base: Path) -> BrokerProcess:
     """A broker that sees every job queued just before a request: it re-reads the cluster
     every second and asks squeue afresh for each estimate (poll_interval=0)."""
-    base.mkdir(parents=True, exist_ok=True)
-    return BrokerProcess(
-        dir=base,
-        port=free_port(),
-        db_url=f"sqlite:///{base / 'ledger.sqlite'}",
-        args=(
-            "--platform=slurm",
-            f"--SlurmPlatform.slurm_conf={cluster.conf}",
-            "--SlurmPlatform.default_user=root",
-            "--SlurmPlatform.reservation_prefix=ebb-",
-            "--SlurmPlatform.refresh_interval=1",
-            "--SlurmPlatform.poll_interval=0",
-            "--SlurmPlatform.container_engine=",
-            f"--SlurmPlatform.python={sys.executable}",
-        ),
-    ).start()
+    return slurm_broker(
+        cluster,
+        base,
+        "ebb-",
+        "--SlurmPlatform.refresh_interval=1",
+        "--SlurmPlatform.poll_interval=0",
+    )
 
 
 def bench_accuracy(cluster: SlurmCluster, base: Path, n: int, seed: int) -> list[str]:
