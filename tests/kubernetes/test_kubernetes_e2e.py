@@ -253,7 +253,8 @@ def test_gpu_request_gets_offers_only_where_a_node_has_gpus(site: Site, k8s_brok
 
 def test_a_request_names_a_profile(site: Site, k8s_broker: Any) -> None:
     """``jeb:profile`` picks a configured profile (listed in /capabilities): the pod gets its
-    nodeSelector and tolerations, and the real scheduler puts it on the tainted node."""
+    nodeSelector, tolerations and image pull secrets (the broker's and the profile's), and the
+    real scheduler puts it on the tainted node."""
     site.add_node("a", cpu="4", memory="8Gi")
     big = site.add_node("hm", cpu="4", memory="32Gi", labels={"pool": "highmem"})
     taint = {"key": "highmem", "value": "true", "effect": "NoSchedule"}
@@ -264,7 +265,11 @@ def test_a_request_names_a_profile(site: Site, k8s_broker: Any) -> None:
         "node_selector": {"pool": "highmem"},
         "tolerations": [toleration],
     }
-    broker = k8s_broker(image_pull_seconds=0.0, profiles={"highmem": highmem})
+    broker = k8s_broker(
+        image_pull_seconds=0.0,
+        profiles={"highmem": {**highmem, "image_pull_secrets": ["highmem-registry"]}},
+        image_pull_secrets=["registry"],
+    )
     with broker.client() as c:
         caps = c.get("/capabilities").json()
         assert caps["jeb:profiles"] == {"highmem": "nodes with 32 GiB"}, caps
@@ -282,6 +287,10 @@ def test_a_request_names_a_profile(site: Site, k8s_broker: Any) -> None:
         (pod,) = site.pods(f"eb-session={offer['meta']['uuid']}")
         assert pod["spec"]["nodeSelector"] == {"eb-test": site.namespace, "pool": "highmem"}
         assert toleration in pod["spec"]["tolerations"]
+        assert pod["spec"]["imagePullSecrets"] == [
+            {"name": "registry"},
+            {"name": "highmem-registry"},
+        ]
         assert pod["spec"]["nodeName"] == big
         assert accept(c, url, "CANCELLED").status_code == 200
         wait_phase(c, url, FINAL)

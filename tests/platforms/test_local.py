@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -215,6 +216,25 @@ def test_server_command_line() -> None:
     assert rn.server_urls(8123, None, "/user/alice") == (
         "http://127.0.0.1:8123/user/alice/",
         "http://127.0.0.1:8123/user/alice/api",
+    )
+
+
+def test_server_on_every_address_is_named_by_its_host() -> None:
+    """A server on a node of a cluster (Slurm's server_ip=0.0.0.0): it listens everywhere,
+    users get the node's name, the runner checks its health over loopback."""
+    argv = rn.server_argv(
+        ["jupyter", "server"], port=8123, root_dir="/", allow_root=False, ip="0.0.0.0"
+    )
+    assert "--ip=0.0.0.0" in argv
+    name = socket.gethostname()
+    assert rn.server_urls(8123, "T", ip="0.0.0.0", host="{hostname}.ib.example.org") == (
+        f"http://{name}.ib.example.org:8123/?token=T",
+        "http://127.0.0.1:8123/api/status?token=T",
+    )
+    assert rn.server_urls(8123, None, ip="0.0.0.0")[0] == f"http://{socket.getfqdn()}:8123/"
+    assert rn.server_urls(8123, None, ip="10.0.0.5") == (
+        "http://10.0.0.5:8123/",
+        "http://10.0.0.5:8123/api",
     )
 
 
