@@ -27,7 +27,7 @@ from .ledger import Ledger, make_engine, migrate
 from .lifecycle import Reconciler
 from .platforms import load_platform
 from .platforms.base import Platform
-from .policies import PolicyChain
+from .policies import available_policies, builtin_policy_classes, make_chain
 from .scheduling import CapacityPeriod, Resources
 from .translate import Limits
 from .web.handlers import BaseHandler, NotFoundHandler, offerset_wire, routes
@@ -139,6 +139,13 @@ class EBBroker(Application):
         help=f"Authenticators tried in order; names: {', '.join(AUTHENTICATORS)}.",
     )
     admin_users = List(Unicode(), [], config=True, help="Users who see every session.")
+    policies = List(
+        Unicode(),
+        [],
+        config=True,
+        help="Policies asked for every request, in order (entry point group eb_broker.policies "
+        f"or module:Class); shipped: {', '.join(available_policies())}. See docs/policies.md.",
+    )
     capacity_periods = List(
         Dict(),
         [],
@@ -149,7 +156,7 @@ class EBBroker(Application):
         "capacity in force within [start, end), dimensions not given keep the platform's value.",
     )
 
-    classes = [*AUTHENTICATORS.values()]
+    classes = [*AUTHENTICATORS.values(), *builtin_policy_classes()]
 
     # runtime objects
     core: BrokerCore
@@ -205,7 +212,7 @@ class EBBroker(Application):
                 hold_offers=self.hold_offers,
                 admin_users=frozenset(self.admin_users),
             ),
-            policies=PolicyChain([]),
+            policies=make_chain(self.policies, parent=self, log=self.log),
             work_dir=os.path.abspath(self.work_dir),
             capacity_periods=parse_capacity_periods(self.capacity_periods, capacity),
         )
@@ -261,6 +268,7 @@ class EBBroker(Application):
             max_duration=format_duration(timedelta(hours=self.max_duration_hours)),
             policies=self.core.policies.names,
             extensions=["jeb:starts", "jeb:accelerators", "jeb:parameters", "jeb:interactivity"],
+            **{"jeb:policies": self.core.policies.summaries()},
         )
 
     def health(self) -> dict[str, Any]:
@@ -368,6 +376,7 @@ class EBBroker(Application):
         self.log.info("shutting down")
         server.stop()
         await self.reconciler.stop()
+        await self.core.policies.close()
         await self.platform_obj.close()
 
 
