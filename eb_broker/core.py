@@ -484,19 +484,12 @@ class BrokerCore:
 
     def update_phase(self, identity: Identity, uuid: str, value: str) -> SessionRow:
         """``POST /sessions/{uuid}`` with a phase update."""
-        try:
-            target = Phase.parse(value)
-        except ValueError:
-            raise InvalidTransitionError(f"{value!r} is not a session phase") from None
+        target = client_phase(value)
         if target == Phase.ACCEPTED:
             return self.accept(identity, uuid)
         if target == Phase.REJECTED:
             return self.reject(identity, uuid)
-        if target == Phase.CANCELLED:
-            return self.cancel(identity, uuid)
-        raise InvalidTransitionError(
-            f"a client may set the phase to ACCEPTED, REJECTED or CANCELLED, not {target.value}"
-        )
+        return self.cancel(identity, uuid)
 
     # -- views ----------------------------------------------------------------------------------
 
@@ -515,6 +508,19 @@ class BrokerCore:
             work_dir=self.work_dir,
             estimate=dict(row.estimate) if row.estimate else None,
         )
+
+
+def client_phase(value: str) -> Phase:
+    """The phase a client asks for in an update: ACCEPTED, REJECTED or CANCELLED only."""
+    try:
+        target = Phase.parse(value)
+    except ValueError:
+        raise InvalidTransitionError(f"{value!r} is not a session phase") from None
+    if target not in (Phase.ACCEPTED, Phase.REJECTED, Phase.CANCELLED):
+        raise InvalidTransitionError(
+            f"a client may set the phase to ACCEPTED, REJECTED or CANCELLED, not {target.value}"
+        )
+    return target
 
 
 def view_of(row: SessionRow) -> SessionView:
