@@ -172,6 +172,7 @@ class AggregatorCore:
             asyncio.AbstractEventLoop, dict[str, BrokerClient]
         ] = weakref.WeakKeyDictionary()
         self._background: set[asyncio.Task[Any]] = set()
+        self._refreshing: asyncio.Future[None] | None = None
 
     # -- clients, identity, deadlines ---------------------------------------------------------
 
@@ -185,6 +186,8 @@ class AggregatorCore:
 
     async def aclose(self) -> None:
         """Finish background work and close this loop's clients."""
+        if self._refreshing is not None:
+            await asyncio.gather(self._refreshing, return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         clients = self._clients.pop(asyncio.get_running_loop(), {})
@@ -207,6 +210,7 @@ class AggregatorCore:
             d.breaker.success()
         elif is_fault(error):
             d.breaker.failure(self.monotonic(), error.message)
+            log.info("broker %s failed: %s", d.name, error.message)
             if d.breaker.state(self.monotonic()) == State.OPEN:
                 log.warning("broker %s: circuit open after %d failures", d.name, d.breaker.failures)
         else:
@@ -295,8 +299,19 @@ class AggregatorCore:
             out.append(item)
         return out
 
+    def _refresh_soon(self) -> None:
+        """Start one background refresh of stale capabilities (if none is running)."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self.refresh_capabilities())
+
     async def capabilities(self) -> Capabilities:
-        await self.refresh_capabilities()
+        """What the brokers below can do together, from the cache (refreshed in the
+        background: an aggregator above must not wait for a slow broker here).
+
+        ``jeb:partial`` is true while some broker's capabilities are unknown, so an aggregator
+        above does not skip us on incomplete hints.
+        """
+        self._refresh_soon()
         own = self.settings.capabilities or Capabilities(
             name=self.settings.name,
             platform="aggregate",
@@ -311,7 +326,10 @@ class AggregatorCore:
         merged = routing.merge_capabilities(
             own, [(d.name, d.caps) for d in self.downstream if d.caps is not None]
         )
-        return Capabilities.model_validate({**merged.dump(), "jeb:brokers": self.broker_status()})
+        partial = any(d.caps is None for d in self.downstream)
+        return Capabilities.model_validate(
+            {**merged.dump(), "jeb:brokers": self.broker_status(), routing.PARTIAL: partial}
+        )
 
     def health(self) -> dict[str, Any]:
         brokers = self.broker_status()
@@ -426,7 +444,7 @@ class AggregatorCore:
             )
             notes += capped
             problems += refused
-        chosen: list[routing.Candidate[Answer]] = []
+        chosen: list[routing.Candidate[tuple[Downstream, Answer]]] = []
         if not problems:
             answers, heard = await self._ask(identity, request, decision)
             notes += heard
@@ -434,7 +452,7 @@ class AggregatorCore:
             for position, (d, answer) in enumerate(answers):
                 notes += [routing.from_broker(m, d.name) for m in answer.messages]
                 candidates += [
-                    routing.Candidate(d.name, position, offer, answer)
+                    routing.Candidate(routing.origin(offer, d.name), position, offer, (d, answer))
                     for offer in answer.offers
                     if offer.uuid
                 ]
@@ -442,17 +460,18 @@ class AggregatorCore:
                 routing.rank(candidates, request), self.settings.max_offers
             )
             if dropped:
-                self._spawn(self._reject(identity, [(c.broker, _ref(c.offer)) for c in dropped]))
+                refs = [(c.data[0].name, _ref(c.offer)) for c in dropped]
+                self._spawn(self._reject(identity, refs))
             if not chosen:
                 problems.append(self._nothing(len(answers)))
         now = self.clock()
         drafts = [
             ProxyDraft(
-                uuid=routing.proxy_uuid(self.namespace, c.broker, str(c.offer.uuid)),
-                broker=c.broker,
+                uuid=routing.proxy_uuid(self.namespace, c.data[0].name, str(c.offer.uuid)),
+                broker=c.data[0].name,
                 remote_uuid=str(c.offer.uuid),
                 remote_url=_ref(c.offer),
-                remote_offerset=c.data.url,
+                remote_offerset=c.data[1].url,
                 phase=_phase(c.offer),
                 wire=c.offer.dump(),
             )

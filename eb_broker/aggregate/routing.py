@@ -32,6 +32,8 @@ _LATEST = datetime.max.replace(tzinfo=UTC)
 
 #: Extension field: the brokers an offer passed through, from this aggregator down.
 ROUTE = "jeb:route"
+#: Extension field of an aggregator's capabilities: some brokers' capabilities are unknown.
+PARTIAL = "jeb:partial"
 
 
 # -- ids ----------------------------------------------------------------------------------------
@@ -61,7 +63,7 @@ def unsuitable(
 
     Unknown capabilities (not fetched yet, or unreadable) never exclude a broker.
     """
-    if caps is None:
+    if caps is None or (caps.model_extra or {}).get(PARTIAL):
         return None
     executable = request.executable
     if executable is not None and executable.kind and caps.executables:
@@ -102,12 +104,23 @@ def unsuitable(
 
 @dataclass(frozen=True)
 class Candidate(Generic[T]):
-    """One downstream offer: which broker (by position), the offer, and the caller's data."""
+    """One downstream offer: where it comes from, which answer (by position), the offer and
+    the caller's data.
+
+    ``broker`` is the offer's origin (``site/leaf-a`` through an aggregator, see
+    :func:`origin`): choices are spread over origins.
+    """
 
     broker: str
     position: int
     offer: ScheduledExecutionSession
     data: T
+
+
+def origin(offer: ScheduledExecutionSession, broker: str) -> str:
+    """Where an offer comes from: ``broker``, and below it the route it took (``site/leaf-a``)."""
+    route = (offer.model_extra or {}).get(ROUTE)
+    return "/".join([broker, *(str(r) for r in route)]) if isinstance(route, list) else broker
 
 
 def offer_start(offer: ScheduledExecutionSession) -> datetime:
