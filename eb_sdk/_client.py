@@ -97,6 +97,7 @@ def on_behalf_of(headers: Mapping[str, str]) -> Iterator[None]:
     finally:
         _ON_BEHALF.reset(token)
 
+
 _RETRY_STATUS = frozenset({502, 503, 504})
 # Errors raised before any byte of the request left: always safe to repeat.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
