@@ -264,7 +264,7 @@ async def test_chain_most_restrictive_wins_and_failures_refuse() -> None:
 def test_policies_load_by_name_and_path() -> None:
     assert load_policy("limits") is LimitsPolicy
     assert load_policy("eb_broker.policies.limits:LimitsPolicy") is LimitsPolicy
-    with pytest.raises(ValueError, match="unknown policy 'nope'.*group-allocation"):
+    with pytest.raises(ValueError, match=r"unknown policy 'nope'.*group-allocation"):
         load_policy("nope")
     with pytest.raises(ValueError, match="not a Policy"):
         load_policy("eb_broker.policies.base:Decision")
