@@ -26,7 +26,7 @@ from eb_sdk.model.times import parse_instant
 
 from ..scheduling import Resources
 from ..scheduling.allocations import Allocations, Pool
-from .base import Decision, Policy, PolicyQuery, describe_groups, for_groups
+from .base import Decision, Policy, PolicyQuery, describe_groups, for_groups_or_default
 
 _POOL_KEYS = {"name", "start", "end", "cores", "memory_gib", "storage_gib", "accelerators"}
 
@@ -80,13 +80,15 @@ class GroupAllocationPolicy(Policy):
         {},
         config=True,
         help="Pools each group may book from: {'srcnet': ['national'], 'local': ['national', "
-        "'local']}; '*' is everyone. A user may use the pools of all their groups.",
+        "'local']}. A user may use the pools of all their groups; '*' is the default for users "
+        "in none of the listed groups.",
     )
     default_pools = List(
         Unicode(),
         [],
         config=True,
-        help="Pools for users in none of the listed groups; empty: such users are refused.",
+        help="Pools for users in none of the listed groups (like a '*' entry in groups); "
+        "empty: such users are refused.",
     )
 
     _parsed: Allocations | None = None
@@ -124,7 +126,7 @@ class GroupAllocationPolicy(Policy):
 
     def pools_of(self, groups: tuple[str, ...]) -> frozenset[str]:
         """The pools a member of ``groups`` may book from (the default pools if none)."""
-        entries = for_groups(self.groups, groups)
+        entries = for_groups_or_default(self.groups, groups)
         if not entries:
             return frozenset(self.default_pools)
         return frozenset(p for _, values in entries for p in values)

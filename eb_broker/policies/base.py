@@ -174,6 +174,18 @@ def for_groups(setting: Mapping[str, Any], groups: Iterable[str]) -> list[tuple[
     return [(group, value) for group, value in setting.items() if group in mine]
 
 
+def for_groups_or_default(
+    setting: Mapping[str, Any], groups: Iterable[str]
+) -> list[tuple[str, Any]]:
+    """Like :func:`for_groups`, but ``"*"`` is only the default for users in none of the
+    listed groups (so ``{"*": 8, "students": 2}`` gives students 2)."""
+    mine = set(groups) - {EVERYONE}
+    entries = [(group, value) for group, value in setting.items() if group in mine]
+    if entries or EVERYONE not in setting:
+        return entries
+    return [(EVERYONE, setting[EVERYONE])]
+
+
 def describe_groups(groups: Iterable[str]) -> str:
     """``"groups a, b"`` / ``"group a"`` / ``"no groups"`` for messages."""
     names = sorted(set(groups) - {EVERYONE})

@@ -11,7 +11,15 @@ from eb_sdk.model import MessageItem
 from eb_sdk.model.times import parse_duration
 
 from ..scheduling import format_duration
-from .base import AcceptQuery, Cap, Decision, Policy, PolicyQuery, describe_groups, for_groups
+from .base import (
+    AcceptQuery,
+    Cap,
+    Decision,
+    Policy,
+    PolicyQuery,
+    describe_groups,
+    for_groups_or_default,
+)
 
 #: Keys of ``max_resources`` entries.
 RESOURCE_KEYS = ("cores", "memory_gib", "accelerators")
@@ -37,7 +45,8 @@ def parse_hours(value: Any, what: str) -> timedelta:
 class LimitsPolicy(Policy):
     """Per-user concurrency, the longest session and the largest session, per group.
 
-    A user in several groups gets the most generous of their groups' limits; ``"*"`` is everyone.
+    A user in several groups gets the most generous of their groups' limits; ``"*"`` is the
+    default for users in none of the listed groups.
     """
 
     name = "limits"
@@ -52,8 +61,8 @@ class LimitsPolicy(Policy):
         {},
         config=True,
         help="Longest session per group, e.g. {'*': 'PT24H', 'students': 'PT2H'} (ISO-8601 "
-        "durations or hours as numbers). A user gets the longest of their groups'; users in "
-        "no listed group (and no '*') have no limit from this policy.",
+        "durations or hours as numbers). A user gets the longest of their groups'; '*' is the "
+        "default for users in none of the listed groups (without it, no limit for them).",
     )
     max_resources = Dict(
         {},
@@ -61,7 +70,7 @@ class LimitsPolicy(Policy):
         help="Largest session per group, e.g. {'students': {'cores': 4, 'memory_gib': 16, "
         "'accelerators': 1}}. Requests asking for more are capped to it (with a message), or "
         "refused when even their minimum is above it. Per resource, the most generous of the "
-        "user's groups applies.",
+        "user's groups applies; '*' is the default for users in none of the listed groups.",
     )
 
     @validate("max_duration")
@@ -113,7 +122,7 @@ class LimitsPolicy(Policy):
             decision.refusals += self._too_many(query.active_sessions(identity.user))
         durations = [
             (group, parse_hours(value, "max_duration"))
-            for group, value in for_groups(self.max_duration, identity.groups)
+            for group, value in for_groups_or_default(self.max_duration, identity.groups)
         ]
         if durations:
             longest = max(d for _, d in durations)
@@ -128,7 +137,7 @@ class LimitsPolicy(Policy):
                         limit=longest,
                     )
                 )
-        entries = for_groups(self.max_resources, identity.groups)
+        entries = for_groups_or_default(self.max_resources, identity.groups)
         for key in RESOURCE_KEYS:
             amounts = [(group, item[key]) for group, item in entries if key in item]
             if not amounts:

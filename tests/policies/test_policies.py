@@ -76,18 +76,17 @@ def docker_request(*locations: str, digest: str | None = None) -> dict[str, Any]
 
 
 async def test_limits_session_length_per_group_most_generous_wins() -> None:
-    policy = LimitsPolicy(max_duration={"*": "PT24H", "students": 2})
-    generous = await policy.decide(query(groups=("students",), duration=timedelta(hours=4)))
-    assert generous.allowed  # the '*' entry (24 h) applies to students too: the longest wins
-    policy = LimitsPolicy(max_duration={"students": 2, "staff": "PT8H"})
+    policy = LimitsPolicy(max_duration={"*": "PT24H", "students": 2, "staff": "PT8H"})
     refused = await policy.decide(query(groups=("students",), duration=timedelta(hours=4)))
     assert texts(refused.refusals) == [
         "policy limits: sessions may last at most 2 h for group students; this one asks for 4 h"
     ]
     both = await policy.decide(query(groups=("students", "staff"), duration=timedelta(hours=4)))
-    assert both.allowed
-    nobody = await policy.decide(query(groups=("guests",), duration=timedelta(days=30)))
-    assert nobody.allowed  # no entry applies: no limit from this policy
+    assert both.allowed  # the longer of the user's groups
+    guest = await policy.decide(query(groups=("guests",), duration=timedelta(hours=25)))
+    assert "at most 1 day for everyone" in str(guest.refusals[0])  # '*': the default
+    unlisted = LimitsPolicy(max_duration={"students": 2})
+    assert (await unlisted.decide(query(groups=("guests",), duration=timedelta(days=30)))).allowed
 
 
 async def test_limits_caps_and_refusals_are_explained() -> None:
