@@ -24,6 +24,7 @@ from eb_sdk.model import (
 from eb_sdk.model.kinds import canonical_kind, kind_label
 from eb_sdk.model.times import format_duration, parse_duration
 
+from ..scheduling import format_duration as human_duration
 from ..translate import matching_pools, requested_duration
 
 T = TypeVar("T")
@@ -93,8 +94,8 @@ def unsuitable(
     duration = requested_duration(request, default_duration)
     if duration > longest:
         return (
-            f"its sessions last at most {format_duration(longest)}; the request asks for "
-            f"{format_duration(duration)}"
+            f"its sessions last at most {human_duration(longest)}; the request asks for "
+            f"{human_duration(duration)}"
         )
     return None
 

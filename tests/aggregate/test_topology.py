@@ -173,6 +173,15 @@ def test_top_and_site_aggregators_over_three_brokers(topology: Topology) -> None
         assert answer["result"] == "NO"
         assert any("cannot run docker-container executables" in m for m in _texts(answer))
 
+        # -- /direct: the best offer of all, booked at once; the others rejected -------------
+        direct = top.post("/direct", json=notebook_request(1, 1, start=_later(4)))
+        assert direct.status_code == 303, direct.text
+        assert direct.headers["Location"].startswith(t.top.url + "/sessions/")
+        booked = direct.json()
+        assert booked["phase"] in ("ACCEPTED", "WAITING") and booked["jeb:route"]
+        waiting = top.get("/sessions", params={"phase": "WAITING,ACCEPTED"}).json()
+        assert [s["meta"]["uuid"] for s in waiting] == [booked["meta"]["uuid"]]
+
         # -- a broker dies mid-test ------------------------------------------------------------
         t.a.kill9()
         answer = _ask(top, notebook_request(1, 1))
