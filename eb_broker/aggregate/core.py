@@ -82,6 +82,11 @@ class Downstream:
     breaker: CircuitBreaker
     caps: Capabilities | None = None
     caps_at: float = float("-inf")
+    #: Recent answer time (seconds, moving average); None until it answered once.
+    latency: float | None = None
+
+    def observe(self, seconds: float) -> None:
+        self.latency = seconds if self.latency is None else 0.7 * self.latency + 0.3 * seconds
 
     @property
     def name(self) -> str:
@@ -237,7 +242,7 @@ class AggregatorCore:
                 return await call(self._client(d.broker))
 
         try:
-            result = await asyncio.wait_for(run(), self.settings.deadline)
+            result = await asyncio.wait_for(run(), self.budget)
         except EBError as exc:
             self._record(d, exc)
             raise
@@ -247,6 +252,13 @@ class AggregatorCore:
             raise error from None
         self._record(d, None)
         return result
+
+    @property
+    def budget(self) -> float:
+        """Seconds a fan-out may wait: the deadline less a margin to merge, store and answer
+        (10%, at most 100 ms), so the aggregator's own answer comes within the deadline."""
+        deadline = self.settings.deadline
+        return deadline - min(0.1, 0.1 * deadline)
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(work)
@@ -355,9 +367,18 @@ class AggregatorCore:
         )
 
     async def _ask(
-        self, identity: Identity, request: ExecutionRequest, decision: Decision
+        self,
+        identity: Identity,
+        request: ExecutionRequest,
+        decision: Decision,
+        started: float,
     ) -> tuple[list[tuple[Downstream, Answer]], list[MessageItem]]:
-        """Every suitable broker's answer; WARN/INFO messages for the ones not heard from."""
+        """Every suitable broker's answer; WARN/INFO messages for the ones not heard from.
+
+        The slowest brokers (by their recent answer times) are asked first: sending 50
+        requests takes a while, and the last one sent should not be the one everybody waits
+        for. The fan-out ends ``budget`` seconds after ``started``.
+        """
         notes: list[MessageItem] = []
         asked: list[Downstream] = []
         now = self.monotonic()
@@ -383,10 +404,12 @@ class AggregatorCore:
                 )
             else:
                 asked.append(d)
+        asked.sort(key=lambda d: -(d.latency if d.latency is not None else float("inf")))
         by_name = {d.name: d for d in asked}
 
         async def call(client: BrokerClient) -> Answer | str:
             d = by_name[client.name]
+            sent = self.monotonic()
             with on_behalf_of(self.headers(identity, d) or {}):
                 reason = routing.unsuitable(
                     await self._capabilities(d, client),
@@ -396,11 +419,12 @@ class AggregatorCore:
                 )
                 if reason:
                     return reason
-                return await client.request(request)
+                answer = await client.request(request)
+            d.observe(self.monotonic() - sent)
+            return answer
 
-        result = await fanout(
-            [d.broker for d in asked], call, self.settings.deadline, clients=self._client
-        )
+        wait = max(0.01, self.budget - (self.monotonic() - started))
+        result = await fanout([d.broker for d in asked], call, wait, clients=self._client)
         answers: list[tuple[Downstream, Answer]] = []
         for broker, value in result.results:
             d = by_name[broker.name]
@@ -416,20 +440,19 @@ class AggregatorCore:
         for warning in result.warnings:
             d = by_name[warning.broker]
             self._record(d, warning.error)
+            why = warning.error.message
+            if isinstance(warning.error, Timeout):
+                d.observe(self.settings.deadline)
+                why = f"no answer within the deadline ({self.settings.deadline:g} s)"
             kind = msg.PLATFORM_UNAVAILABLE if is_fault(warning.error) else msg.CONFLICT
-            notes.append(
-                msg.warn(
-                    kind,
-                    f"broker {d.name} did not answer: {warning.error.message}",
-                    broker=d.name,
-                )
-            )
+            notes.append(msg.warn(kind, f"broker {d.name} did not answer: {why}", broker=d.name))
         return answers, notes
 
     async def request_offers(
         self, identity: Identity, request: ExecutionRequest, raw: dict[str, Any]
     ) -> tuple[OfferSetRow, list[Proxied]]:
         """Ask every suitable broker at once; YES with the best offers of all, or NO."""
+        started = self.monotonic()
         notes: list[MessageItem] = []
         problems: list[MessageItem] = []
         decision = await self.policies.evaluate(self._policy_query(identity, request))
@@ -446,7 +469,7 @@ class AggregatorCore:
             problems += refused
         chosen: list[routing.Candidate[tuple[Downstream, Answer]]] = []
         if not problems:
-            answers, heard = await self._ask(identity, request, decision)
+            answers, heard = await self._ask(identity, request, decision, started)
             notes += heard
             candidates = []
             for position, (d, answer) in enumerate(answers):
@@ -579,9 +602,7 @@ class AggregatorCore:
             with on_behalf_of(self.headers(identity, by_name[client.name]) or {}):
                 return await client.sessions(wanted)
 
-        result = await fanout(
-            [d.broker for d in asked], call, self.settings.deadline, clients=self._client
-        )
+        result = await fanout([d.broker for d in asked], call, self.budget, clients=self._client)
         out: list[Proxied] = []
         when = self.clock()
         for broker, sessions in result.results:

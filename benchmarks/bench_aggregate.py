@@ -1,0 +1,275 @@
+"""Benchmark an aggregator fanning out to 50 brokers, 5 of them dead.
+
+* 45 healthy brokers: lightweight real HTTP servers (tornado), all in ONE separate process
+  (``--stubs``), each on its own loopback port. Each answers ``/capabilities``,
+  ``POST /requests`` (one offer, after its own delay: spread evenly from ``--min-delay`` to
+  ``--max-delay``) and ``POST /sessions/{uuid}`` (the aggregator rejects the offers it drops).
+* 5 dead brokers: 3 ports nobody listens on (connection refused) and 2 that accept connections
+  and never answer (hung), held open by this process.
+* the aggregator: a real ``eb-broker --platform aggregate`` process (SQLite ledger) with a
+  deadline of ``--deadline`` s and circuits that open after 2 failures.
+
+Measured over HTTP on loopback: each ``POST /requests`` to the aggregator, and — at the same
+time, as the reference — the slowest healthy broker asked directly. The first rounds wait for
+the hung brokers until the deadline (nobody can know sooner that they hang); after two
+failures their circuits are open and the answer comes as soon as the slowest healthy broker's.
+
+Run by hand:  .venv/bin/python benchmarks/bench_aggregate.py [--rounds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+
+from tests.fixtures.aggregate import aggregator_config, closed_port_url
+from tests.fixtures.services import BrokerProcess, free_port
+
+K = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds"
+NOTEBOOK = f"{K}/executable/jupyter-notebook.yaml"
+COMPUTE = f"{K}/compute/simple-compute-resource.yaml"
+SESSION = f"{K}/session/scheduled-execution-session.yaml"
+
+
+# -- the stub brokers (run with --stubs in their own process) ------------------------------------
+
+
+def stub_app(port: int, delay: float) -> Any:
+    from tornado import web
+
+    base = f"http://127.0.0.1:{port}"
+
+    def session(uid: str, phase: str) -> dict[str, Any]:
+        start = datetime.now(UTC) + timedelta(hours=1)
+        return {
+            "kind": SESSION,
+            "meta": {"uuid": uid, "url": f"{base}/sessions/{uid}"},
+            "phase": phase,
+            "expires": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
+            "executable": {"kind": NOTEBOOK, "location": "/bench.ipynb"},
+            "compute": {"kind": COMPUTE, "cores": {"min": 1, "max": 1}},
+            "schedule": {"available": {"start": start.isoformat() + "/PT0S", "duration": "PT1H"}},
+            "jeb:platform": {"name": "stub", "broker": f"stub-{port}"},
+        }
+
+    class Caps(web.RequestHandler):
+        def get(self) -> None:
+            self.finish(
+                {
+                    "name": f"stub-{port}",
+                    "platform": "stub",
+                    "version": "0",
+                    "executables": [NOTEBOOK],
+                    "max_compute": {"cores": 64, "memory": 256},
+                    "timezone": "UTC",
+                    "offer_expiry": "PT5M",
+                    "max_offers": 1,
+                    "max_duration": "P7D",
+                }
+            )
+
+    class Requests(web.RequestHandler):
+        async def post(self) -> None:
+            await asyncio.sleep(delay)
+            oid = str(uuid.uuid4())
+            self.set_status(303)
+            self.set_header("Location", f"{base}/offersets/{oid}")
+            self.set_header("Content-Type", "application/json")
+            body = {
+                "meta": {"uuid": oid, "url": f"{base}/offersets/{oid}"},
+                "result": "YES",
+                "offers": [session(str(uuid.uuid4()), "OFFERED")],
+            }
+            self.finish(json.dumps(body))
+
+    class Sessions(web.RequestHandler):
+        def post(self, uid: str) -> None:
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps(session(uid, "REJECTED")))
+
+        def get(self, uid: str) -> None:
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps(session(uid, "OFFERED")))
+
+    class Health(web.RequestHandler):
+        def get(self) -> None:
+            self.finish({"status": "ok"})
+
+    return web.Application(
+        [
+            (r"/capabilities", Caps),
+            (r"/requests", Requests),
+            (r"/sessions/([^/]+)", Sessions),
+            (r"/health", Health),
+        ]
+    )
+
+
+def run_stubs(spec: str) -> None:
+    """``delay,delay,...``: serve one stub per delay on one event loop, each on a free port;
+    print the ports (a JSON list) when all listen."""
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+
+    async def serve() -> None:
+        ports = []
+        for delay in spec.split(","):
+            sockets = bind_sockets(0, "127.0.0.1")
+            port = sockets[0].getsockname()[1]
+            HTTPServer(stub_app(port, float(delay))).add_sockets(sockets)
+            ports.append(port)
+        print(json.dumps(ports), flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+# -- the benchmark ------------------------------------------------------------------------------
+
+
+def request_body() -> dict[str, Any]:
+    return {
+        "executable": {"kind": NOTEBOOK, "location": "/bench.ipynb"},
+        "compute": {"kind": COMPUTE, "cores": {"min": 1}},
+        "schedule": {"requested": {"duration": "PT1H"}},
+    }
+
+
+def hung_socket() -> tuple[socket.socket, str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(256)
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def measure(
+    agg: str, slowest: str, token: str, rounds: int, gap: float
+) -> list[tuple[float, float, int]]:
+    """(aggregated seconds, slowest healthy broker seconds, offers) per round."""
+    headers = {"Authorization": f"Bearer {token}"}
+    out = []
+    async with httpx.AsyncClient(timeout=60) as client:
+        for _ in range(rounds):
+
+            async def timed(url: str) -> tuple[float, httpx.Response]:
+                started = time.perf_counter()
+                response = await client.post(url, json=request_body(), headers=headers)
+                return time.perf_counter() - started, response
+
+            (a, ra), (s, _) = await asyncio.gather(
+                timed(f"{agg}/requests"), timed(f"{slowest}/requests")
+            )
+            assert ra.status_code == 303, ra.text
+            out.append((a, s, len(ra.json().get("offers") or [])))
+            await asyncio.sleep(gap)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stubs", help=argparse.SUPPRESS)
+    parser.add_argument("--healthy", type=int, default=45)
+    parser.add_argument("--refused", type=int, default=3)
+    parser.add_argument("--hung", type=int, default=2)
+    parser.add_argument("--min-delay", type=float, default=0.010)
+    parser.add_argument("--max-delay", type=float, default=0.200)
+    parser.add_argument("--deadline", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--gap", type=float, default=0.2, help="pause between requests (s)")
+    args = parser.parse_args()
+    if args.stubs:
+        run_stubs(args.stubs)
+        return
+
+    step = (args.max_delay - args.min_delay) / max(1, args.healthy - 1)
+    delays = [args.min_delay + i * step for i in range(args.healthy)]
+    spec = ",".join(f"{d:.4f}" for d in delays)
+    stubs = subprocess.Popen(
+        [sys.executable, __file__, "--stubs", spec], stdout=subprocess.PIPE, text=True
+    )
+    assert stubs.stdout is not None
+    ports: list[int] = json.loads(stubs.stdout.readline())
+    hung = [hung_socket() for _ in range(args.hung)]
+    brokers = [{"name": f"ok-{i:02d}", "url": f"http://127.0.0.1:{p}"} for i, p in enumerate(ports)]
+    brokers += [{"name": f"refused-{i}", "url": closed_port_url()} for i in range(args.refused)]
+    brokers += [{"name": f"hung-{i}", "url": url} for i, (_, url) in enumerate(hung)]
+    base = Path(tempfile.mkdtemp(prefix="eb-bench-agg-"))
+    agg = BrokerProcess(
+        dir=base,
+        port=free_port(),
+        db_url=f"sqlite:///{base / 'ledger.sqlite'}",
+        broker_name="bench-aggregator",
+        config=aggregator_config(
+            brokers, deadline=args.deadline, failure_threshold=2, cooldown=3600, max_offers=4
+        )
+        + "c.AggregatePlatform.capabilities_ttl = 3600\n",
+    )
+    try:
+        agg.start()
+        slowest = f"http://127.0.0.1:{ports[-1]}"
+        rounds = asyncio.run(measure(agg.url, slowest, agg.tokens["alice"], args.rounds, args.gap))
+    finally:
+        agg.stop()
+        stubs.terminate()
+        stubs.wait(10)
+        for sock, _ in hung:
+            sock.close()
+
+    first = rounds[:2]
+    steady = rounds[2:]
+    overhead = [a - s for a, s, _ in steady]
+    print(
+        f"\n{args.healthy} healthy brokers (delays {args.min_delay * 1000:.0f}–"
+        f"{args.max_delay * 1000:.0f} ms, one stub process), {args.refused} refusing "
+        f"connections, {args.hung} hung; deadline {args.deadline:g} s; {args.rounds} rounds\n"
+    )
+    print(
+        "| rounds | aggregated p50 | p95 | max | slowest healthy broker p50 | max (aggregated − slowest) | offers |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for label, rows in (
+        ("1–2 (hung brokers not yet known)", first),
+        (f"3–{len(rounds)} (circuits open)", steady),
+    ):
+        agg_s = [a for a, _, _ in rows]
+        slow = [s for _, s, _ in rows]
+        over = max(a - s for a, s, _ in rows)
+        print(
+            f"| {label} | {statistics.median(agg_s) * 1000:.0f} ms | {pct(agg_s, 95) * 1000:.0f} ms "
+            f"| {max(agg_s) * 1000:.0f} ms | {statistics.median(slow) * 1000:.0f} ms "
+            f"| {over * 1000:+.0f} ms | {rows[0][2]} |"
+        )
+    worst = max(a for a, _, _ in rounds)
+    print(
+        f"\nnever above the deadline: max {worst * 1000:.0f} ms vs deadline "
+        f"{args.deadline * 1000:.0f} ms -> {'met' if worst <= args.deadline + 0.05 else 'NOT met'}"
+    )
+    print(
+        f"steady state <= slowest healthy + 50 ms: max overhead {max(overhead) * 1000:.0f} ms, "
+        f"p50 {statistics.median(overhead) * 1000:.0f} ms -> "
+        f"{'met' if max(overhead) <= 0.05 else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
