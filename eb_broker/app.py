@@ -30,6 +30,7 @@ from .aggregate import (
     downstream_brokers,
 )
 from .auth import AUTHENTICATORS, Authenticator
+from .configuration import config_entries
 from .core import BrokerCore, Settings, view_of
 from .ledger import Ledger, make_engine, migrate
 from .ledger.proxies import ProxyLedger
@@ -468,10 +469,8 @@ class EBBroker(Application):
 def parse_capacity_periods(items: list[dict[str, Any]], base: Resources) -> list[CapacityPeriod]:
     """``EBBroker.capacity_periods`` entries as scheduling periods (clear errors on bad ones)."""
     periods = []
-    for number, item in enumerate(items, 1):
-        unknown = set(item) - {"start", "end", "cores", "memory_gib", "storage_gib", "accelerators"}
-        if unknown:
-            raise ValueError(f"capacity period {number}: unknown keys {sorted(unknown)}")
+    keys = ("start", "end", "cores", "memory_gib", "storage_gib", "accelerators")
+    for number, item in config_entries(items, keys, "capacity period"):
         try:
             start = parse_instant(item["start"]) if item.get("start") else None
             end = parse_instant(item["end"]) if item.get("end") else None

@@ -30,7 +30,7 @@ from .ledger import (
     row_resources,
 )
 from .platforms.base import EstimatedSlot, Platform, PlatformUnavailable, SessionSpec
-from .policies import AcceptQuery, Decision, PolicyChain, PolicyDenied, PolicyQuery, shape_request
+from .policies import AcceptQuery, Decision, PolicyChain, PolicyDenied, PolicyQuery
 from .scheduling import (
     Capacity,
     CapacityPeriod,
@@ -205,18 +205,14 @@ class BrokerCore:
         notes: list[MessageItem] = []
         decision = Decision()
         if not problems:
-            decision = await self.policies.evaluate(self._policy_query(identity, request))
-            problems += decision.refusals
-            notes += decision.notes
-        if not problems:
-            request, capped, refused = shape_request(
-                request,
-                decision,
+            applied = await self.policies.apply(
+                self._policy_query(identity, request),
                 default_cores=self.limits.default_cores,
                 default_memory_gib=self.limits.default_memory_gib,
             )
-            notes += capped
-            problems += refused
+            request, decision = applied.request, applied.decision
+            notes += applied.notes
+            problems += applied.refusals
         self.reap()
         now = self.clock()
         drafts: list[OfferDraft] = []

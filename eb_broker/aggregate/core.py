@@ -43,7 +43,7 @@ from ..core import client_phase
 from ..ledger import LedgerError, NotFoundError
 from ..ledger.proxies import ProxyDraft, ProxyLedger
 from ..ledger.tables import OfferSetRow, ProxySessionRow
-from ..policies import AcceptQuery, Decision, PolicyChain, PolicyDenied, PolicyQuery, shape_request
+from ..policies import AcceptQuery, Decision, PolicyChain, PolicyDenied, PolicyQuery
 from ..translate import requested_duration, utcnow
 from . import routing
 from .breaker import CircuitBreaker, State
@@ -453,20 +453,13 @@ class AggregatorCore:
     ) -> tuple[OfferSetRow, list[Proxied]]:
         """Ask every suitable broker at once; YES with the best offers of all, or NO."""
         started = self.monotonic()
-        notes: list[MessageItem] = []
-        problems: list[MessageItem] = []
-        decision = await self.policies.evaluate(self._policy_query(identity, request))
-        problems += decision.refusals
-        notes += decision.notes
-        if not problems:
-            request, capped, refused = shape_request(
-                request,
-                decision,
-                default_cores=self.settings.default_cores,
-                default_memory_gib=self.settings.default_memory_gib,
-            )
-            notes += capped
-            problems += refused
+        applied = await self.policies.apply(
+            self._policy_query(identity, request),
+            default_cores=self.settings.default_cores,
+            default_memory_gib=self.settings.default_memory_gib,
+        )
+        request, decision = applied.request, applied.decision
+        notes, problems = applied.notes, applied.refusals
         chosen: list[routing.Candidate[tuple[Downstream, Answer]]] = []
         if not problems:
             answers, heard = await self._ask(identity, request, decision, started)

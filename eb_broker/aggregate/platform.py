@@ -15,6 +15,7 @@ from traitlets import Dict, Float, Int, List, TraitError, Unicode, validate
 from eb_sdk._config import Broker
 from eb_sdk._errors import ConfigError
 
+from ..configuration import config_entries
 from ..platforms.base import Platform
 from ..scheduling import Capacity, Resources
 
@@ -84,12 +85,7 @@ def downstream_brokers(
     """``(Broker, identity mode)`` for each configured entry (clear errors)."""
     out: list[tuple[Broker, str]] = []
     names: set[str] = set()
-    for number, item in enumerate(items, 1):
-        if not isinstance(item, dict):
-            raise ValueError(f"entry {number}: expected a mapping, got {item!r}")
-        unknown = set(item) - _BROKER_KEYS
-        if unknown:
-            raise ValueError(f"entry {number}: unknown keys {sorted(unknown)}")
+    for number, item in config_entries(items, _BROKER_KEYS, "entry"):
         if not item.get("url"):
             raise ValueError(f"entry {number}: every broker needs a 'url'")
         mode = str(item.get("identity") or "pass-through")

@@ -7,7 +7,6 @@ warning, while that broker cannot be reached).
 
 from __future__ import annotations
 
-import uuid as uuidlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +18,7 @@ from sqlalchemy.orm import sessionmaker
 
 from eb_sdk.model import Phase
 
-from .repository import HOLDING
+from .repository import HOLDING, new_offerset
 from .tables import OfferSetRow, ProxySessionRow
 
 #: Phases hidden from session lists unless asked for (as in the broker's own ledger).
@@ -57,30 +56,10 @@ class ProxyLedger:
         now: datetime,
         expires: datetime,
     ) -> tuple[OfferSetRow, list[ProxySessionRow]]:
-        offerset = OfferSetRow(
-            uuid=str(uuidlib.uuid4()),
-            owner=owner,
-            created=now,
-            expires=expires,
-            result=result,
-            request=request,
-            messages=messages,
-        )
+        offerset = new_offerset(owner, request, result, messages, now, expires)
         # ``created`` one microsecond apart keeps the ranked order for later reads.
         rows = [
-            ProxySessionRow(
-                uuid=d.uuid,
-                offerset=offerset.uuid,
-                broker=d.broker,
-                remote_uuid=d.remote_uuid,
-                remote_url=d.remote_url,
-                remote_offerset=d.remote_offerset,
-                owner=owner,
-                phase=d.phase,
-                created=now + timedelta(microseconds=i),
-                modified=now,
-                wire=d.wire,
-            )
+            _row(d, owner, offerset.uuid, now + timedelta(microseconds=i), now)
             for i, d in enumerate(drafts)
         ]
         with self._sessions.begin() as db:
@@ -111,19 +90,7 @@ class ProxyLedger:
         existing = self.get(draft.uuid)
         if existing is not None:
             return self.refresh(draft.uuid, draft.wire, draft.phase, now)
-        row = ProxySessionRow(
-            uuid=draft.uuid,
-            offerset=None,
-            broker=draft.broker,
-            remote_uuid=draft.remote_uuid,
-            remote_url=draft.remote_url,
-            remote_offerset=draft.remote_offerset,
-            owner=owner,
-            phase=draft.phase,
-            created=now,
-            modified=now,
-            wire=draft.wire,
-        )
+        row = _row(draft, owner, None, now, now)
         try:
             with self._sessions.begin() as db:
                 db.add(row)
@@ -178,3 +145,21 @@ class ProxyLedger:
         query = select(ProxySessionRow.phase, func.count()).group_by(ProxySessionRow.phase)
         with self._sessions() as db:
             return {phase: int(count) for phase, count in db.execute(query).all()}
+
+
+def _row(
+    draft: ProxyDraft, owner: str, offerset: str | None, created: datetime, now: datetime
+) -> ProxySessionRow:
+    return ProxySessionRow(
+        uuid=draft.uuid,
+        offerset=offerset,
+        broker=draft.broker,
+        remote_uuid=draft.remote_uuid,
+        remote_url=draft.remote_url,
+        remote_offerset=draft.remote_offerset,
+        owner=owner,
+        phase=draft.phase,
+        created=created,
+        modified=now,
+        wire=draft.wire,
+    )

@@ -115,6 +115,26 @@ _BOOKED_COLUMNS = (
 )
 
 
+def new_offerset(
+    owner: str,
+    request: dict[str, Any],
+    result: str,
+    messages: list[dict[str, Any]],
+    now: datetime,
+    expires: datetime,
+) -> OfferSetRow:
+    """A new offer set row (a broker's, or an aggregator's merged one)."""
+    return OfferSetRow(
+        uuid=str(uuidlib.uuid4()),
+        owner=owner,
+        created=now,
+        expires=expires,
+        result=result,
+        request=request,
+        messages=messages,
+    )
+
+
 def row_resources(row: SessionRow) -> Resources:
     """The resources a session row books."""
     return Resources(
@@ -155,15 +175,7 @@ class Ledger:
         name: str | None = None,
     ) -> tuple[OfferSetRow, list[SessionRow]]:
         """Write an offer set and its offers (phase OFFERED, holding until ``expires``)."""
-        offerset = OfferSetRow(
-            uuid=str(uuidlib.uuid4()),
-            owner=owner,
-            created=now,
-            expires=expires,
-            result=result,
-            request=request,
-            messages=messages,
-        )
+        offerset = new_offerset(owner, request, result, messages, now, expires)
         rows = [
             SessionRow(
                 uuid=str(uuidlib.uuid4()),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from eb_sdk.model import ExecutionRequest, MessageItem
@@ -44,6 +45,7 @@ _BUILTIN = {
 __all__ = [
     "ENTRY_POINT_GROUP",
     "AcceptQuery",
+    "Applied",
     "Cap",
     "Decision",
     "Policy",
@@ -72,6 +74,17 @@ def load_policy(name_or_class: str) -> type[Policy]:
 def builtin_policy_classes() -> list[type[Policy]]:
     """The shipped policy classes (for ``--help-all`` and the generated config file)."""
     return [load_policy(name) for name in _BUILTIN]
+
+
+@dataclass
+class Applied:
+    """A request after the policies: the (possibly capped) request, the combined decision,
+    and the messages for the offer set."""
+
+    request: ExecutionRequest
+    decision: Decision
+    notes: list[MessageItem]
+    refusals: list[MessageItem]
 
 
 class PolicyChain:
@@ -144,6 +157,25 @@ class PolicyChain:
             decision.refusals.append(
                 msg.error(msg.POLICY, f"no allocation pool is left for you here ({why})")
             )
+
+    async def apply(
+        self, query: PolicyQuery, *, default_cores: int = 1, default_memory_gib: int = 1
+    ) -> Applied:
+        """:meth:`evaluate`, then the request within the decision's caps (brokers and
+        aggregators both start a request with this)."""
+        decision = await self.evaluate(query)
+        notes, refusals = list(decision.notes), list(decision.refusals)
+        request = query.request
+        if not refusals:
+            request, capped, refused = shape_request(
+                request,
+                decision,
+                default_cores=default_cores,
+                default_memory_gib=default_memory_gib,
+            )
+            notes += capped
+            refusals += refused
+        return Applied(request, decision, notes, refusals)
 
     def check_accept(self, query: AcceptQuery) -> list[MessageItem]:
         problems: list[MessageItem] = []

@@ -24,6 +24,7 @@ from traitlets import Dict, List, TraitError, Unicode, validate
 
 from eb_sdk.model.times import parse_instant
 
+from ..configuration import config_entries
 from ..scheduling import Resources
 from ..scheduling.allocations import Allocations, Pool
 from .base import Decision, Policy, PolicyQuery, describe_groups, for_groups_or_default
@@ -34,12 +35,7 @@ _POOL_KEYS = {"name", "start", "end", "cores", "memory_gib", "storage_gib", "acc
 def parse_pools(items: list[dict[str, Any]]) -> Allocations:
     """``GroupAllocationPolicy.pools`` entries as :class:`Allocations` (clear errors)."""
     pools = []
-    for number, item in enumerate(items, 1):
-        if not isinstance(item, dict):
-            raise ValueError(f"pool {number}: expected a mapping, got {item!r}")
-        unknown = set(item) - _POOL_KEYS
-        if unknown:
-            raise ValueError(f"pool {number}: unknown keys {sorted(unknown)}")
+    for number, item in config_entries(items, _POOL_KEYS, "pool"):
         name = str(item.get("name") or "").strip()
         if not name:
             raise ValueError(f"pool {number}: every pool needs a 'name'")

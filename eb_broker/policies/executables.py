@@ -118,10 +118,12 @@ class ExecutablePolicy(Policy):
             return False
         return not self.allowed_kinds or listed(self.allowed_kinds)
 
+    def _refused(self, value: str, allowed: list[str], denied: list[str]) -> bool:
+        """Deny lists win; an empty allow list allows everything."""
+        return self._matches(value, denied) or bool(allowed and not self._matches(value, allowed))
+
     def _registry(self, registry: str, what: str) -> list[MessageItem]:
-        if self._matches(registry, self.denied_registries) or (
-            self.allowed_registries and not self._matches(registry, self.allowed_registries)
-        ):
+        if self._refused(registry, self.allowed_registries, self.denied_registries):
             allowed = ", ".join(self.allowed_registries) or "any other"
             return [
                 self.refuse(
@@ -142,9 +144,7 @@ class ExecutablePolicy(Policy):
         return []
 
     def _location(self, location: str, what: str) -> list[MessageItem]:
-        if self._matches(location, self.denied_locations) or (
-            self.allowed_locations and not self._matches(location, self.allowed_locations)
-        ):
+        if self._refused(location, self.allowed_locations, self.denied_locations):
             return [self.refuse(f"{what} location {location} is not allowed here")]
         return []
 
