@@ -200,6 +200,9 @@ def test_top_and_site_aggregators_over_three_brokers(topology: Topology) -> None
             assert health["hung"]["state"] == "open"
             caps = {b["name"]: b for b in site.get("/capabilities").json()["jeb:brokers"]}
             assert caps["leaf-a"]["state"] == "open"
+            metrics = site.get("/metrics").text
+            assert 'eb_downstream_circuit{broker="leaf-a"} 2.0' in metrics
+            assert site.get("/openapi.json").json()["openapi"].startswith("3.1")
         started = time.monotonic()
         answer = _ask(top, notebook_request(1, 1))
         elapsed = time.monotonic() - started
