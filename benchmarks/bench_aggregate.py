@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -241,6 +242,8 @@ def main() -> None:
 def report(args: argparse.Namespace, rounds: list[tuple[float, float, int]]) -> None:
     """A Markdown table for benchmarks/RESULTS.md and the two targets."""
     first, steady = rounds[:2], rounds[2:]
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nload average at the end (1 / 5 / 15 min, 2 cores): {load}")
     print(
         f"\n{args.healthy} healthy brokers (delays {args.min_delay * 1000:.0f} to "
         f"{args.max_delay * 1000:.0f} ms, one stub process), {args.refused} refusing "

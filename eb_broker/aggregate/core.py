@@ -520,16 +520,19 @@ class AggregatorCore:
         )
 
     async def _reject(self, identity: Identity, refs: list[tuple[str, str]]) -> None:
-        """Reject offers on their brokers (best effort: they expire anyway)."""
+        """Reject offers on their brokers (best effort: they expire anyway), a few at a time
+        so that a burst of them does not slow down the next request."""
+        gate = asyncio.Semaphore(8)
 
         async def one(broker: str, ref: str) -> None:
             d = self.by_name.get(broker)
             if d is None:
                 return
-            try:
-                await self._call(d, identity, lambda c: c.set_phase(ref, Phase.REJECTED))
-            except EBError as exc:
-                log.info("could not reject %s on %s: %s", ref, broker, exc)
+            async with gate:
+                try:
+                    await self._call(d, identity, lambda c: c.set_phase(ref, Phase.REJECTED))
+                except EBError as exc:
+                    log.info("could not reject %s on %s: %s", ref, broker, exc)
 
         await asyncio.gather(*(one(b, r) for b, r in refs))
 
