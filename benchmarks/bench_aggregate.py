@@ -182,6 +182,13 @@ async def measure(
             )
             assert ra.status_code == 303, ra.text
             out.append((a, s, len(ra.json().get("offers") or [])))
+            late = [
+                m["message"]
+                for m in ra.json()["meta"].get("messages", [])
+                if "did not answer" in m["message"]
+            ]
+            if late and len(out) > 2:
+                print(f"round {len(out)}: {a * 1000:.0f} ms; {'; '.join(late)}", file=sys.stderr)
             await asyncio.sleep(gap)
     return out
 
@@ -230,6 +237,8 @@ def main() -> None:
         slowest = f"http://127.0.0.1:{ports[-1]}"
         rounds = asyncio.run(measure(agg.url, slowest, agg.tokens["alice"], args.rounds, args.gap))
     finally:
+        if os.environ.get("EB_BENCH_LOG"):
+            print(agg.log()[-6000:], file=sys.stderr)
         agg.stop()
         stubs.terminate()
         stubs.wait(10)
