@@ -494,7 +494,10 @@ def parse_capacity_periods(items: list[dict[str, Any]], base: Resources) -> list
 def main(argv: list[str] | None = None) -> None:
     """Console script entry point."""
     app = EBBroker.instance()
-    app.initialize(argv)
+    try:
+        app.initialize(argv)
+    except ValueError as exc:  # a configuration mistake: one readable line, no traceback
+        raise SystemExit(f"{app.name}: {exc}") from None
     app.start()
 
 
