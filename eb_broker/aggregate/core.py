@@ -445,8 +445,11 @@ class AggregatorCore:
             if isinstance(warning.error, Timeout):
                 d.observe(self.settings.deadline)
                 why = f"no answer within the deadline ({self.settings.deadline:g} s)"
-            kind = msg.PLATFORM_UNAVAILABLE if is_fault(warning.error) else msg.CONFLICT
-            notes.append(msg.warn(kind, f"broker {d.name} did not answer: {why}", broker=d.name))
+            if is_fault(warning.error):
+                text, kind = f"broker {d.name} did not answer: {why}", msg.PLATFORM_UNAVAILABLE
+            else:  # it answered, with an error (e.g. 401: it does not accept who you are)
+                text, kind = f"broker {d.name} refused the request: {why}", msg.CONFLICT
+            notes.append(msg.warn(kind, text, broker=d.name))
         return answers, notes
 
     async def request_offers(

@@ -58,6 +58,8 @@ def topology(broker_factory: BrokerFactory) -> Iterator[Topology]:
                     {"name": "leaf-a", "url": a.url, "token": SERVICE_TOKENS["site"]},
                     {"name": "leaf-b", "url": b.url, "token": SERVICE_TOKENS["site"]},
                     {"name": "hung", "url": hung, "token": SERVICE_TOKENS["site"]},
+                    # leaf-c does not trust the site's token: it answers 401
+                    {"name": "untrusting", "url": c.url, "token": SERVICE_TOKENS["site"]},
                 ],
                 deadline=1.5,
                 failure_threshold=2,
@@ -117,6 +119,9 @@ def test_top_and_site_aggregators_over_three_brokers(topology: Topology) -> None
             assert offer["meta"]["url"].startswith(t.top.url + "/sessions/")
         # the hung broker below the site: a WARN naming it, and the answer is still YES
         assert any("broker hung did not answer" in text for text in _texts(answer))
+        assert any(
+            "site: broker untrusting refused the request: " in text for text in _texts(answer)
+        )
 
         # -- accept one from leaf-b: its siblings everywhere are rejected --------------------
         chosen = next(o for o in offers if o["jeb:route"] == ["site", "leaf-b"])
@@ -198,6 +203,7 @@ def test_top_and_site_aggregators_over_three_brokers(topology: Topology) -> None
             health = {b["name"]: b for b in site.get("/health").json()["brokers"]}
             assert health["leaf-a"]["state"] == "open" and health["leaf-a"]["failures"] >= 2
             assert health["hung"]["state"] == "open"
+            assert health["untrusting"]["state"] == "closed"  # a 401 is an answer
             caps = {b["name"]: b for b in site.get("/capabilities").json()["jeb:brokers"]}
             assert caps["leaf-a"]["state"] == "open"
             metrics = site.get("/metrics").text
