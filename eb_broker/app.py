@@ -308,6 +308,9 @@ class EBBroker(Application):
         self.reconciler.wake()
 
     def offerset_wire(self, handler: BaseHandler, offerset: Any, rows: Any) -> Any:
+        timing = getattr(offerset, "server_timing", None)  # an aggregator's fan-out
+        if timing:
+            handler.set_header("Server-Timing", timing)
         return offerset_wire(handler, offerset, rows)
 
     def session_wire(self, handler: BaseHandler, row: Any) -> Any:

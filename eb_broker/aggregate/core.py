@@ -373,8 +373,9 @@ class AggregatorCore:
         request: ExecutionRequest,
         decision: Decision,
         started: float,
-    ) -> tuple[list[tuple[Downstream, Answer]], list[MessageItem]]:
-        """Every suitable broker's answer; WARN/INFO messages for the ones not heard from.
+    ) -> tuple[list[tuple[Downstream, Answer]], list[MessageItem], dict[str, float]]:
+        """Every suitable broker's answer; WARN/INFO messages for the ones not heard from;
+        how long each broker that answered took (seconds).
 
         The slowest brokers (by their recent answer times) are asked first: sending 50
         requests takes a while, and the last one sent should not be the one everybody waits
@@ -407,6 +408,7 @@ class AggregatorCore:
                 asked.append(d)
         asked.sort(key=lambda d: -(d.latency if d.latency is not None else float("inf")))
         by_name = {d.name: d for d in asked}
+        took: dict[str, float] = {}
 
         async def call(client: BrokerClient) -> Answer | str:
             d = by_name[client.name]
@@ -421,7 +423,8 @@ class AggregatorCore:
                 if reason:
                     return reason
                 answer = await client.request(request)
-            d.observe(self.monotonic() - sent)
+            took[d.name] = self.monotonic() - sent
+            d.observe(took[d.name])
             return answer
 
         wait = max(0.01, self.budget - (self.monotonic() - started))
@@ -450,7 +453,7 @@ class AggregatorCore:
             else:  # it answered, with an error (e.g. 401: it does not accept who you are)
                 text, kind = f"broker {d.name} refused the request: {why}", msg.CONFLICT
             notes.append(msg.warn(kind, text, broker=d.name))
-        return answers, notes
+        return answers, notes, took
 
     async def request_offers(
         self, identity: Identity, request: ExecutionRequest, raw: dict[str, Any]
@@ -465,8 +468,10 @@ class AggregatorCore:
         request, decision = applied.request, applied.decision
         notes, problems = applied.notes, applied.refusals
         chosen: list[routing.Candidate[tuple[Downstream, Answer]]] = []
+        took: dict[str, float] = {}
         if not problems:
-            answers, heard = await self._ask(identity, request, decision, started)
+            answers, heard, took = await self._ask(identity, request, decision, started)
+            fanned = self.monotonic() - started
             notes += heard
             candidates = []
             for position, (d, answer) in enumerate(answers):
@@ -507,6 +512,16 @@ class AggregatorCore:
             now=now,
             expires=max(expiries) if expiries else now + self.settings.offer_expiry,
         )
+        if took:
+            slowest = max(took, key=lambda name: took[name])
+            # For the Server-Timing header (see EBBroker.offerset_wire): where the time went.
+            offerset.server_timing = routing.server_timing(  # type: ignore[attr-defined]
+                [
+                    ("fanout", fanned, f"{len(took)} brokers answered"),
+                    ("slowest", took[slowest], slowest),
+                    ("total", self.monotonic() - started, ""),
+                ]
+            )
         return offerset, [Proxied(row) for row in rows]
 
     def _nothing(self, answered: int) -> MessageItem:

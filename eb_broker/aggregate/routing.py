@@ -231,6 +231,17 @@ def rewrite_session(
     return out
 
 
+def server_timing(parts: Sequence[tuple[str, float, str]]) -> str:
+    """A ``Server-Timing`` header value: ``name;dur=ms;desc="..."`` for each part (seconds in)."""
+    items = []
+    for name, seconds, desc in parts:
+        item = f"{name};dur={seconds * 1000:.1f}"
+        if desc:
+            item += ';desc="' + desc.replace("\\", "").replace('"', "") + '"'
+        items.append(item)
+    return ", ".join(items)
+
+
 def merge_capabilities(
     own: Capabilities, downstream: Sequence[tuple[str, Capabilities]]
 ) -> Capabilities:
