@@ -21,6 +21,7 @@ from eb_broker.aggregate.routing import (
     proxy_uuid,
     rank,
     rewrite_session,
+    server_timing,
     unsuitable,
 )
 from eb_broker.auth import AggregatorAuthenticator, AuthError, Identity, identity_headers
@@ -136,6 +137,12 @@ def test_ids_messages_and_rewriting() -> None:
     assert out["jeb:route"] == ["site", "leaf-a"]
     assert out["meta"]["messages"][0]["message"] == "site: full"
     assert wire["jeb:route"] == ["leaf-a"]  # the cached original is unchanged
+
+
+def test_server_timing_header() -> None:
+    assert server_timing([("fanout", 0.2314, '3 "brokers"'), ("total", 0.25, "")]) == (
+        'fanout;dur=231.4;desc="3 brokers", total;dur=250.0'
+    )
 
 
 def test_merged_capabilities() -> None:

@@ -96,6 +96,8 @@ def _ask(client: httpx.Client, body: dict) -> dict:  # type: ignore[type-arg]
     response = client.post("/requests", json=body)
     assert response.status_code == 303, response.text
     assert response.headers["Location"].startswith(str(client.base_url))
+    if response.json()["result"] == "YES":  # where the time went
+        assert "slowest;dur=" in response.headers["Server-Timing"]
     return response.json()  # type: ignore[no-any-return]
 
 
