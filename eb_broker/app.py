@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -21,15 +22,24 @@ from eb_sdk.model import Capabilities, Phase
 from eb_sdk.model.openapi import build_openapi
 from eb_sdk.model.times import format_duration, parse_instant
 
+from .aggregate import (
+    AggregatePlatform,
+    AggregatorCore,
+    AggregatorSettings,
+    Refresher,
+    downstream_brokers,
+)
 from .auth import AUTHENTICATORS, Authenticator
-from .core import BrokerCore, Settings
+from .configuration import config_entries
+from .core import BrokerCore, Settings, view_of
 from .ledger import Ledger, make_engine, migrate
+from .ledger.proxies import ProxyLedger
 from .lifecycle import Reconciler
 from .platforms import load_platform
 from .platforms.base import Platform
-from .policies import PolicyChain
+from .policies import available_policies, builtin_policy_classes, make_chain
 from .scheduling import CapacityPeriod, Resources
-from .translate import Limits
+from .translate import Limits, session_to_wire
 from .web.handlers import BaseHandler, NotFoundHandler, offerset_wire, routes
 
 log = logging.getLogger("eb_broker")
@@ -139,6 +149,13 @@ class EBBroker(Application):
         help=f"Authenticators tried in order; names: {', '.join(AUTHENTICATORS)}.",
     )
     admin_users = List(Unicode(), [], config=True, help="Users who see every session.")
+    policies = List(
+        Unicode(),
+        [],
+        config=True,
+        help="Policies asked for every request, in order (entry point group eb_broker.policies "
+        f"or module:Class); shipped: {', '.join(available_policies())}. See docs/policies.md.",
+    )
     capacity_periods = List(
         Dict(),
         [],
@@ -149,12 +166,14 @@ class EBBroker(Application):
         "capacity in force within [start, end), dimensions not given keep the platform's value.",
     )
 
-    classes = [*AUTHENTICATORS.values()]
+    classes = [*AUTHENTICATORS.values(), *builtin_policy_classes(), AggregatePlatform]
 
     # runtime objects
     core: BrokerCore
     reconciler: Reconciler
     platform_obj: Platform
+    #: In aggregator mode (``--platform aggregate``): the aggregator, also serving as ``core``.
+    aggregator: AggregatorCore | None = None
 
     @catch_config_error
     def initialize(self, argv: Any = None) -> None:
@@ -171,6 +190,9 @@ class EBBroker(Application):
         migrate(engine)
         platform_cls = load_platform(self.platform)
         self.platform_obj = platform_cls(parent=self, log=self.log)
+        if isinstance(self.platform_obj, AggregatePlatform):
+            self._init_aggregator(engine, self.platform_obj)
+            return
         if hasattr(self.platform_obj, "work_dir") and "work_dir" not in self.config.get(
             platform_cls.__name__, {}
         ):
@@ -205,7 +227,7 @@ class EBBroker(Application):
                 hold_offers=self.hold_offers,
                 admin_users=frozenset(self.admin_users),
             ),
-            policies=PolicyChain([]),
+            policies=make_chain(self.policies, parent=self, log=self.log),
             work_dir=os.path.abspath(self.work_dir),
             capacity_periods=parse_capacity_periods(self.capacity_periods, capacity),
         )
@@ -215,6 +237,52 @@ class EBBroker(Application):
         gc.collect()
         gc.freeze()
         self.reconciler = Reconciler(self.core, self.reconcile_interval)
+        self._init_web()
+
+    def _init_aggregator(self, engine: Any, platform: AggregatePlatform) -> None:
+        """Aggregator mode: the same API, answered by the brokers below (docs/aggregator.md)."""
+        own = Capabilities(
+            name=self.broker_name,
+            platform=platform.name,
+            version=__version__,
+            executables=[],
+            max_compute={},
+            timezone=self.timezone,
+            offer_expiry=format_duration(timedelta(seconds=self.offer_expiry)),
+            max_offers=self.max_offers,
+            max_duration=format_duration(timedelta(hours=self.max_duration_hours)),
+            extensions=["jeb:starts", "jeb:accelerators", "jeb:route"],
+        )
+        policies = make_chain(self.policies, parent=self, log=self.log)
+        self.aggregator = AggregatorCore(
+            ledger=ProxyLedger(engine),
+            brokers=downstream_brokers(platform.brokers, os.environ),
+            settings=AggregatorSettings(
+                name=self.broker_name,
+                deadline=platform.deadline,
+                failure_threshold=platform.failure_threshold,
+                cooldown=platform.cooldown,
+                capabilities_ttl=platform.capabilities_ttl,
+                max_offers=self.max_offers,
+                offer_expiry=timedelta(seconds=self.offer_expiry),
+                admin_users=frozenset(self.admin_users),
+                default_duration=timedelta(hours=self.default_duration_hours),
+                default_cores=self.default_cores,
+                default_memory_gib=self.default_memory_gib,
+                user_header=platform.user_header,
+                groups_header=platform.groups_header,
+                capabilities=Capabilities.model_validate(
+                    {**own.dump(), "policies": policies.names, "jeb:policies": policies.summaries()}
+                ),
+            ),
+            policies=policies,
+        )
+        self.core = self.aggregator  # type: ignore[assignment]  # the same methods, async
+        self.reconciler = Refresher(self.aggregator)  # type: ignore[assignment]
+        self._init_web()
+
+    def _init_web(self) -> None:
+        """Metrics, authenticators and the tornado application (brokers and aggregators)."""
         self._init_metrics()
         auth: list[Authenticator] = []
         for name in self.authenticators:
@@ -240,9 +308,24 @@ class EBBroker(Application):
         self.reconciler.wake()
 
     def offerset_wire(self, handler: BaseHandler, offerset: Any, rows: Any) -> Any:
+        timing = getattr(offerset, "server_timing", None)  # an aggregator's fan-out
+        if timing:
+            handler.set_header("Server-Timing", timing)
         return offerset_wire(handler, offerset, rows)
 
-    def capabilities(self) -> Capabilities:
+    def session_wire(self, handler: BaseHandler, row: Any) -> Any:
+        """A session (ledger row, or an aggregator's proxied one) as the wire model."""
+        url = handler.url_for(f"/sessions/{row.uuid}")
+        if self.aggregator is not None:
+            return self.aggregator.session_wire(url, row)
+        return session_to_wire(
+            view_of(row), url=url, platform=self.platform_obj.name, broker=self.core.settings.name
+        )
+
+    def capabilities(self) -> Any:
+        """``GET /capabilities`` (a coroutine in aggregator mode: it may ask the brokers)."""
+        if self.aggregator is not None:
+            return self.aggregator.capabilities()
         limits = self.core.limits.max_resources
         extra = dict(self.platform_obj.capabilities())
         extensions = list(extra.pop("extensions", []))
@@ -269,10 +352,13 @@ class EBBroker(Application):
                 "jeb:interactivity",
                 *extensions,
             ],
+            **{"jeb:policies": self.core.policies.summaries()},
             **extra,
         )
 
     def health(self) -> dict[str, Any]:
+        if self.aggregator is not None:
+            return self.aggregator.health()
         return {
             "status": "ok",
             "version": __version__,
@@ -306,6 +392,12 @@ class EBBroker(Application):
         self.m_bookings = Gauge(
             "eb_timeline_entries", "Bookings and holds on the timeline", registry=self.registry
         )
+        self.m_downstream = Gauge(
+            "eb_downstream_circuit",
+            "Aggregators: each broker's circuit (0 closed, 1 half-open, 2 open)",
+            ["broker"],
+            registry=self.registry,
+        )
 
     def metrics_started(self, handler: BaseHandler) -> None:
         pass
@@ -322,6 +414,11 @@ class EBBroker(Application):
         counts = self.core.ledger.count_by_phase()
         for phase in Phase:
             self.m_sessions.labels(phase.value).set(counts.get(phase.value, 0))
+        if self.aggregator is not None:
+            for item in self.aggregator.broker_status():
+                state = {"closed": 0, "half-open": 1, "open": 2}[item["state"]]
+                self.m_downstream.labels(item["name"]).set(state)
+            return
         self.m_bookings.set(len(self.core.timeline))
 
     def _log_request(self, handler: web.RequestHandler) -> None:
@@ -377,16 +474,15 @@ class EBBroker(Application):
         self.log.info("shutting down")
         server.stop()
         await self.reconciler.stop()
+        await self.core.policies.close()
         await self.platform_obj.close()
 
 
 def parse_capacity_periods(items: list[dict[str, Any]], base: Resources) -> list[CapacityPeriod]:
     """``EBBroker.capacity_periods`` entries as scheduling periods (clear errors on bad ones)."""
     periods = []
-    for number, item in enumerate(items, 1):
-        unknown = set(item) - {"start", "end", "cores", "memory_gib", "storage_gib", "accelerators"}
-        if unknown:
-            raise ValueError(f"capacity period {number}: unknown keys {sorted(unknown)}")
+    keys = ("start", "end", "cores", "memory_gib", "storage_gib", "accelerators")
+    for number, item in config_entries(items, keys, "capacity period"):
         try:
             start = parse_instant(item["start"]) if item.get("start") else None
             end = parse_instant(item["end"]) if item.get("end") else None
@@ -410,5 +506,13 @@ def parse_capacity_periods(items: list[dict[str, Any]], base: Resources) -> list
 def main(argv: list[str] | None = None) -> None:
     """Console script entry point."""
     app = EBBroker.instance()
-    app.initialize(argv)
+    try:
+        app.initialize(argv)
+    except ValueError as exc:  # a configuration mistake: one readable line, no traceback
+        raise SystemExit(f"{app.name}: {exc}") from None
     app.start()
+
+
+def aggregator_main(argv: list[str] | None = None) -> None:
+    """``eb-aggregator``: ``eb-broker --platform=aggregate`` (see docs/aggregator.md)."""
+    main(["--platform=aggregate", *(sys.argv[1:] if argv is None else argv)])

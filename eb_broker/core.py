@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +30,7 @@ from .ledger import (
     row_resources,
 )
 from .platforms.base import EstimatedSlot, Platform, PlatformUnavailable, SessionSpec
-from .policies import PolicyChain
+from .policies import AcceptQuery, Decision, PolicyChain, PolicyDenied, PolicyQuery
 from .scheduling import (
     Capacity,
     CapacityPeriod,
@@ -42,8 +42,15 @@ from .scheduling import (
     Window,
     find_slots,
 )
+from .scheduling.allocations import Allocations
 from .scheduling.check import shortfall
-from .translate import Limits, SessionView, request_to_demands, utcnow
+from .translate import (
+    Limits,
+    SessionView,
+    request_to_demands,
+    requested_duration,
+    utcnow,
+)
 
 log = logging.getLogger("eb_broker")
 
@@ -86,7 +93,7 @@ class BrokerCore:
         self.work_dir = work_dir
         self.timeline = Timeline()
         self.capacity_periods = tuple(capacity_periods)
-        self.capacity: Capacity = self._platform_capacity()
+        self._set_capacity()
         self._external: dict[str, tuple[datetime, datetime, Resources]] = {}
         self._next_expiry: datetime | None = None
 
@@ -99,7 +106,9 @@ class BrokerCore:
         self._next_expiry = self.ledger.next_offer_expiry()
         self.timeline = Timeline()
         for booked in self.ledger.holding(now):
-            self.timeline.add(booked.uuid, booked.start, booked.end, booked.resources)
+            self.timeline.add(
+                booked.uuid, booked.start, booked.end, self._holding(booked.resources, booked.pools)
+            )
         self._external = {}
         self.sync_external()
 
@@ -113,12 +122,28 @@ class BrokerCore:
             if end > start:
                 self.timeline.add(ext_key, start, end, resources)
                 self._external[ext_key] = (start, end, resources)
-        self.capacity = self._platform_capacity()
+        self._set_capacity()
 
     def _platform_capacity(self) -> Capacity:
         """The platform's capacity with the configured periods (maintenance, pledges) on top."""
         own = self.platform.capacity()
         return Capacity(own.base, (*own.periods, *self.capacity_periods))
+
+    def _set_capacity(self) -> None:
+        """Read the platform's capacity; with allocations, also the pools' dimensions."""
+        self.capacity: Capacity = self._platform_capacity()
+        alloc = self.allocations
+        self.scheduling_capacity = self.capacity if alloc is None else alloc.capacity(self.capacity)
+
+    @property
+    def allocations(self) -> Allocations | None:
+        """The capacity's pools (group-allocation policy), if any."""
+        return self.policies.allocations
+
+    def _holding(self, resources: Resources, pools: Iterable[str] | None) -> Resources:
+        """What a booking holds on the timeline: its resources plus its allocation usage."""
+        alloc = self.allocations
+        return resources if alloc is None else alloc.holding(_pool_set(pools), resources)
 
     def reap(self) -> list[str]:
         """Expire offers whose time is up and free their capacity.
@@ -170,13 +195,26 @@ class BrokerCore:
     ) -> tuple[OfferSetRow, list[SessionRow]]:
         """Answer a request: YES with up to ``max_offers`` offers, or NO with reasons.
 
-        Precise slots come from the capacity and the timeline; a platform may add queue
-        estimates (:meth:`Platform.estimate`). The only ``await`` is that call, made before the
-        offers are computed and held, so computing and holding happen without interleaving.
+        Policies decide first (refuse, cap, restrict accelerators and allocation pools; a remote
+        policy is awaited). Precise slots come from the capacity and the timeline; a platform
+        may add queue estimates (:meth:`Platform.estimate`). Both awaits come before the offers
+        are computed and held, so computing and holding happen without interleaving. The
+        offer set's messages explain every policy decision (notes on YES, reasons on NO).
         """
+        problems = list(self.platform.check(request))
+        notes: list[MessageItem] = []
+        decision = Decision()
+        if not problems:
+            applied = await self.policies.apply(
+                self._policy_query(identity, request),
+                default_cores=self.limits.default_cores,
+                default_memory_gib=self.limits.default_memory_gib,
+            )
+            request, decision = applied.request, applied.decision
+            notes += applied.notes
+            problems += applied.refusals
         self.reap()
         now = self.clock()
-        problems = [*self.platform.check(request), *self.policies.check(identity, request)]
         drafts: list[OfferDraft] = []
         if not problems:
             preparation = self.platform.preparation(request)
@@ -185,7 +223,11 @@ class BrokerCore:
                 now=now,
                 limits=self.limits,
                 preparation=preparation,
-                accelerator_pools=accelerator_names(self.capacity.base),
+                accelerator_pools=[
+                    name
+                    for name in accelerator_names(self.capacity.base)
+                    if decision.accelerators is None or name in decision.accelerators
+                ],
             )
             problems += translation.problems
             estimates: list[EstimatedSlot] = []
@@ -197,16 +239,16 @@ class BrokerCore:
                 except Exception:
                     log.exception("the platform's queue estimate failed; offering slots only")
             if not problems:
-                drafts, misses = self._drafts(
-                    translation.demands, estimates, preparation, now, request
+                drafts, more = self._drafts(
+                    translation.demands, estimates, preparation, now, request, decision.pools
                 )
-                problems += misses
+                (notes if drafts else problems).extend(more)
         offerset, rows = self.ledger.create_offerset(
             owner=identity.user,
             groups=identity.groups,
             request=raw,
             result="YES" if drafts else "NO",
-            messages=[m.dump() for m in problems],
+            messages=[m.dump() for m in [*notes, *problems]],
             offers=drafts,
             now=now,
             expires=now + self.settings.offer_expiry,
@@ -216,8 +258,23 @@ class BrokerCore:
             self._next_expiry = offerset.expires
         if self.settings.hold_offers:
             for row in rows:
-                self.timeline.add(row.uuid, row.start, row.end, row_resources(row))
+                self.timeline.add(
+                    row.uuid, row.start, row.end, self._holding(row_resources(row), row.pools)
+                )
         return offerset, rows
+
+    def _policy_query(self, identity: Identity, request: ExecutionRequest) -> PolicyQuery:
+        alloc = self.allocations
+        return PolicyQuery(
+            identity=identity,
+            request=request,
+            now=self.clock(),
+            broker=self.settings.name,
+            duration=requested_duration(request, self.limits.default_duration),
+            accelerator_pools=tuple(accelerator_names(self.capacity.base)),
+            allocation_pools=alloc.names if alloc is not None else (),
+            active_sessions=self.ledger.count_active,
+        )
 
     def _drafts(
         self,
@@ -226,18 +283,21 @@ class BrokerCore:
         preparation: timedelta,
         now: datetime,
         request: ExecutionRequest,
+        pools: frozenset[str] | None = None,
     ) -> tuple[list[OfferDraft], list[MessageItem]]:
         """Precise slots from the timeline plus queue estimates, at most ``max_offers``.
 
-        Returns the offers, or (none and) the messages saying why nothing fits.
+        Returns the offers and notes (what an allocation reduced), or no offers and the
+        messages saying why nothing fits.
         """
         slots: list[Slot] = []
         misses: list[NoFit] = []
+        notes: list[MessageItem] = []
         for demand in demands:
             found = find_slots(
-                self.capacity,
+                self.scheduling_capacity,
                 self.timeline,
-                demand,
+                self._for_pools(demand, pools),
                 now,
                 max_offers=self.settings.max_offers,
                 step=self.settings.step,
@@ -247,18 +307,48 @@ class BrokerCore:
             if isinstance(found, NoFit):
                 misses.append(found)
             else:
-                slots.extend(found)
-        queued = self._estimate_drafts(estimates, now, request.name)
+                slots.extend(self._settle(slot, notes) for slot in found)
+        queued = self._estimate_drafts(estimates, now, request.name, pools)
         precise = _best(slots, max(0, self.settings.max_offers - len(queued)))
         drafts = [
-            OfferDraft(slot.start, slot.end, slot.resources, preparation, request.name)
+            OfferDraft(
+                slot.start, slot.end, slot.resources, preparation, request.name, pools=_pools(pools)
+            )
             for slot in precise
         ]
         drafts += queued
-        return drafts, ([] if drafts else _no_fit_messages(misses))
+        return drafts, (_unique(notes) if drafts else _no_fit_messages(misses))
+
+    def _for_pools(self, demand: Demand, pools: frozenset[str] | None) -> Demand:
+        alloc = self.allocations
+        return demand if alloc is None or not pools else alloc.demand(demand, pools)
+
+    def _settle(self, slot: Slot, notes: list[MessageItem]) -> Slot:
+        """A slot's real resources (allocation dimensions off); a note where one reduced it."""
+        alloc = self.allocations
+        if alloc is None:
+            return slot
+        settled = alloc.settle(slot.resources)
+        for resource, wanted, given, label in settled.reduced:
+            notes.append(
+                msg.info(
+                    msg.POLICY,
+                    f"policy group-allocation: {given} {resource} instead of up to {wanted} "
+                    f"from {slot.start.isoformat()}: {label} has no more free then",
+                    policy="group-allocation",
+                    resource=resource,
+                    requested=wanted,
+                    given=given,
+                )
+            )
+        return replace(slot, resources=settled.resources)
 
     def _estimate_drafts(
-        self, estimates: list[EstimatedSlot], now: datetime, name: str | None
+        self,
+        estimates: list[EstimatedSlot],
+        now: datetime,
+        name: str | None,
+        pools: frozenset[str] | None = None,
     ) -> list[OfferDraft]:
         """Offers from the platform's queue estimates.
 
@@ -279,9 +369,9 @@ class BrokerCore:
                 preparation=timedelta(0),
             )
             found = find_slots(
-                self.capacity,
+                self.scheduling_capacity,
                 self.timeline,
-                demand,
+                self._for_pools(demand, pools),
                 now,
                 max_offers=1,
                 step=self.settings.step,
@@ -290,7 +380,7 @@ class BrokerCore:
             )
             if isinstance(found, NoFit) or not found:
                 continue
-            slot = found[0]
+            slot = self._settle(found[0], [])
             wait = max(timedelta(0), slot.start - now)
             wait = timedelta(seconds=math.ceil(wait.total_seconds()))
             drafts.append(
@@ -306,6 +396,7 @@ class BrokerCore:
                         "latest": max(latest, slot.start).isoformat(),
                         "basis": est.basis,
                     },
+                    pools=_pools(pools),
                 )
             )
         return drafts
@@ -314,29 +405,46 @@ class BrokerCore:
 
     def _fits(self, row: SessionRow, overlapping: list[Booked]) -> list[str]:
         """Does ``row`` fit next to ``overlapping`` (read in the accept transaction)?"""
+        alloc = self.allocations
         others: list[tuple[datetime, datetime, Mapping[str, int]]] = [
-            (b.start, b.end, b.amounts) for b in overlapping
+            (
+                b.start,
+                b.end,
+                b.amounts if alloc is None else dict(self._holding(b.resources, b.pools).items()),
+            )
+            for b in overlapping
         ]
         others += [
             (start, end, dict(res.items()))
             for start, end, res in self._external.values()
             if start < row.end and end > row.start
         ]
-        short = shortfall(self.capacity, others, row.start, row.end, row_resources(row))
+        wanted = self._holding(row_resources(row), row.pools)
+        short = shortfall(self.scheduling_capacity, others, row.start, row.end, wanted)
         if not short:
             return []
         return [f"the slot is no longer free ({', '.join(short)} already booked)"]
 
     def accept(self, identity: Identity, uuid: str) -> SessionRow:
-        """Accept an offer (atomic in the ledger); its siblings are rejected."""
+        """Accept an offer (atomic in the ledger); its siblings are rejected.
+
+        Policies may refuse first (e.g. one session too many for this user): 403.
+        """
         self.get_session(identity, uuid)
+        if self.policies.policies:
+            active = self.ledger.count_active(identity.user)
+            refusals = self.policies.check_accept(AcceptQuery(identity, active))
+            if refusals:
+                raise PolicyDenied(refusals)
         row, rejected = self.ledger.accept(
             uuid, self.clock(), self._fits, count_offers=self.settings.hold_offers
         )
         for sibling in rejected:
             self.timeline.remove(sibling)
         if uuid not in self.timeline:
-            self.timeline.add(row.uuid, row.start, row.end, row_resources(row))
+            self.timeline.add(
+                row.uuid, row.start, row.end, self._holding(row_resources(row), row.pools)
+            )
         return row
 
     def reject(self, identity: Identity, uuid: str) -> SessionRow:
@@ -372,19 +480,12 @@ class BrokerCore:
 
     def update_phase(self, identity: Identity, uuid: str, value: str) -> SessionRow:
         """``POST /sessions/{uuid}`` with a phase update."""
-        try:
-            target = Phase.parse(value)
-        except ValueError:
-            raise InvalidTransitionError(f"{value!r} is not a session phase") from None
+        target = client_phase(value)
         if target == Phase.ACCEPTED:
             return self.accept(identity, uuid)
         if target == Phase.REJECTED:
             return self.reject(identity, uuid)
-        if target == Phase.CANCELLED:
-            return self.cancel(identity, uuid)
-        raise InvalidTransitionError(
-            f"a client may set the phase to ACCEPTED, REJECTED or CANCELLED, not {target.value}"
-        )
+        return self.cancel(identity, uuid)
 
     # -- views ----------------------------------------------------------------------------------
 
@@ -403,6 +504,19 @@ class BrokerCore:
             work_dir=self.work_dir,
             estimate=dict(row.estimate) if row.estimate else None,
         )
+
+
+def client_phase(value: str) -> Phase:
+    """The phase a client asks for in an update: ACCEPTED, REJECTED or CANCELLED only."""
+    try:
+        target = Phase.parse(value)
+    except ValueError:
+        raise InvalidTransitionError(f"{value!r} is not a session phase") from None
+    if target not in (Phase.ACCEPTED, Phase.REJECTED, Phase.CANCELLED):
+        raise InvalidTransitionError(
+            f"a client may set the phase to ACCEPTED, REJECTED or CANCELLED, not {target.value}"
+        )
+    return target
 
 
 def view_of(row: SessionRow) -> SessionView:
@@ -429,6 +543,26 @@ def view_of(row: SessionRow) -> SessionView:
 def accelerator_names(resources: Resources) -> list[str]:
     """The accelerator pools a platform has (names like ``gpu:A100``)."""
     return [name for name, count in dict(resources.accelerators).items() if count > 0]
+
+
+def _pool_set(pools: Iterable[str] | None) -> frozenset[str] | None:
+    return None if pools is None else frozenset(pools)
+
+
+def _pools(pools: frozenset[str] | None) -> tuple[str, ...] | None:
+    """Pools as stored with an offer (sorted), None without allocations."""
+    return None if pools is None else tuple(sorted(pools))
+
+
+def _unique(items: list[MessageItem]) -> list[MessageItem]:
+    """Messages without repeats (several offers reduced alike), at most five."""
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        if item.message not in seen:
+            seen.add(item.message or "")
+            out.append(item)
+    return out[:5]
 
 
 def _best(slots: list[Slot], limit: int) -> list[Slot]:

@@ -5,7 +5,7 @@ No I/O here, so the rules (defaults, limits, what becomes NO and why) are unit-t
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -63,12 +63,21 @@ def _range(value: MinMax | None, default_min: int) -> tuple[int, int]:
     return low, high
 
 
-def _accelerator_pools(accel: Accelerator, pools: Collection[str]) -> list[str]:
-    """Capacity pools that satisfy one accelerator requirement (``gpu`` matches any model)."""
-    wanted = accel.pool_name.lower()
-    if ":" in wanted:
-        return [p for p in pools if p.lower() == wanted]
-    return [p for p in pools if p.lower().split(":", 1)[0] == wanted]
+def matching_pools(wanted: str, pools: Iterable[str]) -> list[str]:
+    """Capacity pools that satisfy one accelerator requirement (``gpu`` matches any model).
+
+    ``wanted`` is a requirement's pool name (``gpu``, ``gpu:A100``), matched case-insensitively.
+    """
+    key = wanted.lower()
+    if ":" in key:
+        return [p for p in pools if p.lower() == key]
+    return [p for p in pools if p.lower().split(":", 1)[0] == key]
+
+
+def requested_duration(request: ExecutionRequest, default: timedelta) -> timedelta:
+    """The session length ``request`` asks for (``default`` when it names none)."""
+    schedule = request.schedule.requested if request.schedule else None
+    return schedule.duration if schedule and schedule.duration is not None else default
 
 
 def request_to_demands(
@@ -108,9 +117,7 @@ def request_to_demands(
         storage_min, storage_max = storage_min + low, storage_max + high
 
     schedule = request.schedule.requested if request.schedule else None
-    duration = (
-        schedule.duration if schedule and schedule.duration is not None else limits.default_duration
-    )
+    duration = requested_duration(request, limits.default_duration)
     if duration <= timedelta(0):
         out.problems.append(
             msg.error(msg.INVALID_REQUEST, "the requested duration must be positive")
@@ -169,7 +176,7 @@ def request_to_demands(
     accel_choices: list[list[tuple[str, int, int]]] = [[]]
     for accel in (compute.accelerators if compute else None) or []:
         low, high = _range(accel.count, 1)
-        pools = _accelerator_pools(accel, accelerator_pools)
+        pools = matching_pools(accel.pool_name, accelerator_pools)
         if not pools:
             out.problems.append(
                 msg.error(

@@ -17,10 +17,12 @@ loop (``eb_sdk.aio``) each get theirs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import os
 import random
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -47,7 +49,15 @@ from .model import (
     ScheduledExecutionSession,
 )
 
-__all__ = ["Answer", "BrokerClient", "ClientSettings", "aclose_clients", "client_for", "settings"]
+__all__ = [
+    "Answer",
+    "BrokerClient",
+    "ClientSettings",
+    "aclose_clients",
+    "client_for",
+    "on_behalf_of",
+    "settings",
+]
 
 
 @dataclass
@@ -64,6 +74,29 @@ class ClientSettings:
 
 
 settings = ClientSettings()
+
+# Extra headers for every call made in this context (see on_behalf_of).
+_ON_BEHALF: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "eb_on_behalf", default=None
+)
+
+
+@contextlib.contextmanager
+def on_behalf_of(headers: Mapping[str, str]) -> Iterator[None]:
+    """Send ``headers`` with every call made in this context (and tasks started in it).
+
+    An aggregator asks its downstream brokers for its users: the user's own
+    ``Authorization`` (token pass-through), or ``X-EB-User``/``X-EB-Groups`` next to the
+    aggregator's service token. One shared client per broker serves every user that way.
+    Headers given here replace the broker's own of the same name; like those, they are only
+    sent to the broker's own origin.
+    """
+    token = _ON_BEHALF.set(dict(headers))
+    try:
+        yield
+    finally:
+        _ON_BEHALF.reset(token)
+
 
 _RETRY_STATUS = frozenset({502, 503, 504})
 # Errors raised before any byte of the request left: always safe to repeat.
@@ -182,7 +215,7 @@ class BrokerClient:
         auth: bool = True,
     ) -> httpx.Response:
         idempotent = method in ("GET", "HEAD")
-        headers = self.broker.auth_headers() if auth else {}
+        headers = {**self.broker.auth_headers(), **(_ON_BEHALF.get() or {})} if auth else {}
         attempt = 0
         while True:
             try:

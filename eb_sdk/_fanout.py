@@ -52,9 +52,15 @@ async def fanout(
     brokers: Sequence[Broker],
     call: Callable[[BrokerClient], Awaitable[T]],
     deadline: float | None,
+    *,
+    clients: Callable[[Broker], BrokerClient] = client_for,
 ) -> Fanout[T]:
-    """Run ``call`` against every broker concurrently; stop waiting after ``deadline`` s."""
-    tasks = [asyncio.ensure_future(call(client_for(b))) for b in brokers]
+    """Run ``call`` against every broker concurrently; stop waiting after ``deadline`` s.
+
+    ``clients`` gives the client for a broker (default: the loop's shared ones; an aggregator
+    passes its own, whose settings suit a service: no retries within a deadline).
+    """
+    tasks = [asyncio.ensure_future(call(clients(b))) for b in brokers]
     if tasks:
         try:
             _, pending = await asyncio.wait(tasks, timeout=deadline)

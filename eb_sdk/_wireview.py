@@ -9,6 +9,14 @@ from ._config import Broker
 from .model import Phase, ScheduledExecutionSession
 
 
+def available_start(wire: ScheduledExecutionSession) -> datetime | None:
+    """When a session becomes available: the beginning of ``schedule.available.start``."""
+    sched = wire.schedule
+    if sched and sched.available and sched.available.start:
+        return sched.available.start.start
+    return None
+
+
 class WireView:
     """The broker's last word on one session (an offer is a session in phase OFFERED)."""
 
@@ -54,10 +62,7 @@ class WireView:
     @property
     def start(self) -> datetime | None:
         """When it becomes available (the beginning of ``schedule.available.start``)."""
-        sched = self._wire.schedule
-        if sched and sched.available and sched.available.start:
-            return sched.available.start.start
-        return None
+        return available_start(self._wire)
 
     @property
     def duration(self) -> timedelta | None:

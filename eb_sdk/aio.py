@@ -23,6 +23,7 @@ from ._errors import EBError, NotFound, RequestRejected, summarize
 from ._fanout import BrokerWarning, fanout
 from ._lists import BrokerList, BrokerStatus, SessionList
 from ._request import Executable, Start, build_request
+from ._wireview import available_start
 from .model import (
     AbstractComputeResource,
     AbstractDataResource,
@@ -89,10 +90,7 @@ class Asked:
         latest = datetime.max.replace(tzinfo=UTC)
 
         def start(item: tuple[Broker, ScheduledExecutionSession, str | None]) -> datetime:
-            sched = item[1].schedule
-            if sched and sched.available and sched.available.start:
-                return sched.available.start.start
-            return latest
+            return available_start(item[1]) or latest
 
         return sorted(found, key=start)  # stable: brokers' own order breaks ties
 

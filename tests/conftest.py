@@ -10,6 +10,7 @@ import pytest
 
 from tests.fixtures.hub import Hub, start_hub
 from tests.fixtures.services import (
+    TOKENS,
     BrokerProcess,
     Postgres,
     free_port,
@@ -26,7 +27,14 @@ def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
     started: list[BrokerProcess] = []
 
     def start(
-        *args: str, db_url: str | None = None, name: str | None = None, port: int | None = None
+        *args: str,
+        db_url: str | None = None,
+        name: str | None = None,
+        port: int | None = None,
+        tokens: dict[str, str] | None = None,
+        groups: dict[str, list[str]] | None = None,
+        config: str = "",
+        broker_name: str = "test-broker",
     ) -> BrokerProcess:
         base = tmp_path / (name or f"broker{len(started)}")
         base.mkdir(exist_ok=True)
@@ -35,6 +43,10 @@ def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
             port=port or free_port(),
             db_url=db_url or f"sqlite:///{base / 'ledger.sqlite'}",
             args=args,
+            tokens=dict(tokens) if tokens is not None else dict(TOKENS),
+            groups=dict(groups or {}),
+            config=config,
+            broker_name=broker_name,
         ).start()
         started.append(broker)
         return broker

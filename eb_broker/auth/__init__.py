@@ -1,5 +1,6 @@
 """Authenticators, chosen by configuration (``EBBroker.authenticators``)."""
 
+from .aggregator import AggregatorAuthenticator, identity_headers
 from .base import Authenticator, AuthError, Identity, bearer_token
 from .basic import BasicAuthenticator, hash_password
 from .jupyterhub import JupyterHubAuthenticator
@@ -12,10 +13,12 @@ AUTHENTICATORS: dict[str, type[Authenticator]] = {
     "basic": BasicAuthenticator,
     "jupyterhub": JupyterHubAuthenticator,
     "jwt": JWTAuthenticator,
+    "aggregator": AggregatorAuthenticator,
 }
 
 __all__ = [
     "AUTHENTICATORS",
+    "AggregatorAuthenticator",
     "AuthError",
     "Authenticator",
     "BasicAuthenticator",
@@ -25,4 +28,5 @@ __all__ = [
     "TokenFileAuthenticator",
     "bearer_token",
     "hash_password",
+    "identity_headers",
 ]

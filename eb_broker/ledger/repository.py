@@ -61,6 +61,8 @@ class OfferDraft:
     name: str | None = None
     #: A queue estimate's interval (see ``SessionRow.estimate``); None for precise slots.
     estimate: dict[str, Any] | None = None
+    #: The allocation pools the offer draws on (see ``SessionRow.pools``); None: no allocations.
+    pools: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class Booked:
     start: datetime
     end: datetime
     amounts: dict[str, int]
+    #: The allocation pools it draws on (None: the broker had no allocations then).
+    pools: tuple[str, ...] | None = None
 
     @property
     def resources(self) -> Resources:
@@ -89,11 +93,12 @@ def _booked(
     memory: int,
     storage: int,
     accel: dict[str, int] | None,
+    pools: list[str] | None = None,
 ) -> Booked:
     amounts = {"cores": cores, "memory_gib": memory, "storage_gib": storage}
     if accel:
         amounts.update(accel)
-    return Booked(uuid, start, end, amounts)
+    return Booked(uuid, start, end, amounts, None if pools is None else tuple(pools))
 
 
 _BOOKED_COLUMNS = (
@@ -106,7 +111,28 @@ _BOOKED_COLUMNS = (
     SessionRow.accelerators,
     SessionRow.phase,
     SessionRow.expires,
+    SessionRow.pools,
 )
+
+
+def new_offerset(
+    owner: str,
+    request: dict[str, Any],
+    result: str,
+    messages: list[dict[str, Any]],
+    now: datetime,
+    expires: datetime,
+) -> OfferSetRow:
+    """A new offer set row (a broker's, or an aggregator's merged one)."""
+    return OfferSetRow(
+        uuid=str(uuidlib.uuid4()),
+        owner=owner,
+        created=now,
+        expires=expires,
+        result=result,
+        request=request,
+        messages=messages,
+    )
 
 
 def row_resources(row: SessionRow) -> Resources:
@@ -149,15 +175,7 @@ class Ledger:
         name: str | None = None,
     ) -> tuple[OfferSetRow, list[SessionRow]]:
         """Write an offer set and its offers (phase OFFERED, holding until ``expires``)."""
-        offerset = OfferSetRow(
-            uuid=str(uuidlib.uuid4()),
-            owner=owner,
-            created=now,
-            expires=expires,
-            result=result,
-            request=request,
-            messages=messages,
-        )
+        offerset = new_offerset(owner, request, result, messages, now, expires)
         rows = [
             SessionRow(
                 uuid=str(uuidlib.uuid4()),
@@ -183,6 +201,7 @@ class Ledger:
                 outputs={},
                 handle={},
                 estimate=draft.estimate,
+                pools=None if draft.pools is None else list(draft.pools),
             )
             for draft in offers
         ]
@@ -255,6 +274,12 @@ class Ledger:
             ).all()
         return rows
 
+    def count_active(self, owner: str) -> int:
+        """How many accepted, unfinished sessions ``owner`` has (per-user concurrency limits)."""
+        query = select(func.count()).where(SessionRow.owner == owner, SessionRow.phase.in_(HOLDING))
+        with self._sessions() as db:
+            return int(db.execute(query).scalar() or 0)
+
     def count_by_phase(self) -> dict[str, int]:
         """How many sessions are in each phase (for metrics)."""
         query = select(SessionRow.phase, func.count()).group_by(SessionRow.phase)
@@ -279,8 +304,10 @@ class Ledger:
         )
         with self._sessions() as db:
             return [
-                _booked(uuid, start, end, cores, memory, storage, accel)
-                for uuid, start, end, cores, memory, storage, accel, _, _ in db.execute(query)
+                _booked(uuid, start, end, cores, memory, storage, accel, pools)
+                for uuid, start, end, cores, memory, storage, accel, _, _, pools in db.execute(
+                    query
+                )
             ]
 
     def events(self, uuid: str, after_id: int = 0) -> list[EventRow]:
@@ -335,10 +362,19 @@ class Ledger:
                     or_(SessionRow.offerset.is_(None), SessionRow.offerset != row.offerset)
                 )
             overlapping = [
-                _booked(uuid, start, end, cores, memory, storage, accel)
-                for uuid, start, end, cores, memory, storage, accel, phase, expires in db.execute(
-                    overlapping_query
-                )
+                _booked(uuid, start, end, cores, memory, storage, accel, pools)
+                for (
+                    uuid,
+                    start,
+                    end,
+                    cores,
+                    memory,
+                    storage,
+                    accel,
+                    phase,
+                    expires,
+                    pools,
+                ) in db.execute(overlapping_query)
                 if phase != Phase.OFFERED.value or (expires is not None and expires > now)
             ]
             reasons = fits(row, overlapping)

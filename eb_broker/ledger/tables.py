@@ -88,6 +88,10 @@ class SessionRow(Base):
     #: instants); ``start``/``end`` are then the expected slot. None for precise slots.
     estimate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     stop_requested: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: The allocation pools this booking draws on (group-allocation policy); None when the
+    #: broker has no allocations. Fixed at offer time, so a later change of the user's groups
+    #: does not move an existing booking to another pool.
+    pools: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         Index("ix_sessions_owner_phase", "owner", "phase"),
@@ -107,3 +111,33 @@ class EventRow(Base):
     time: Mapped[datetime] = mapped_column(UTCDateTime())
     phase: Mapped[str] = mapped_column(String(16))
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ProxySessionRow(Base):
+    """An aggregator's mapping of one downstream offer/session to its own uuid.
+
+    ``uuid`` is derived from (``broker``, ``remote_uuid``) and stored, so the ids a client
+    holds survive restarts; ``wire`` caches the downstream broker's last answer, served (with a
+    warning) while that broker cannot be reached.
+    """
+
+    __tablename__ = "proxy_sessions"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    offerset: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("offersets.uuid"), index=True, nullable=True
+    )
+    broker: Mapped[str] = mapped_column(String(255))
+    remote_uuid: Mapped[str] = mapped_column(String(255))
+    remote_url: Mapped[str] = mapped_column(Text)
+    remote_offerset: Mapped[str | None] = mapped_column(Text, nullable=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    phase: Mapped[str] = mapped_column(String(16))
+    created: Mapped[datetime] = mapped_column(UTCDateTime())
+    modified: Mapped[datetime] = mapped_column(UTCDateTime())
+    wire: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_proxy_sessions_remote", "broker", "remote_uuid", unique=True),
+        Index("ix_proxy_sessions_owner_phase", "owner", "phase"),
+    )

@@ -6,9 +6,7 @@ finds one by that name or by a dotted path.
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
-
+from ..plugins import available, load_plugin
 from .base import Platform, PlatformState, PlatformStatus, SessionSpec
 
 #: Entry point group of platform plugins.
@@ -18,6 +16,7 @@ ENTRY_POINT_GROUP = "eb_broker.platforms"
 # installed (no entry point metadata). Installed entry points of the same name win.
 _BUILTIN = {
     "local": "eb_broker.platforms.local:LocalPlatform",
+    "aggregate": "eb_broker.aggregate:AggregatePlatform",
 }
 
 __all__ = [
@@ -33,30 +32,7 @@ __all__ = [
 
 def available_platforms() -> dict[str, str]:
     """Platform names and the ``module:Class`` they load, built-in and installed."""
-    found = dict(_BUILTIN)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found[ep.name] = ep.value
-    return dict(sorted(found.items()))
-
-
-def _import_object(path: str) -> object:
-    if ":" in path:
-        module_name, _, attr = path.partition(":")
-    else:
-        module_name, _, attr = path.rpartition(".")
-    if not module_name or not attr:
-        raise ValueError(f"not a 'package.module:Class' path: {path!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import {module_name!r} for platform {path!r}: {exc}") from exc
-    obj: object = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValueError(f"{module_name!r} has no {attr!r} (platform {path!r})") from None
-    return obj
+    return available(ENTRY_POINT_GROUP, _BUILTIN)
 
 
 def load_platform(name_or_class: str) -> type[Platform]:
@@ -65,23 +41,6 @@ def load_platform(name_or_class: str) -> type[Platform]:
     Dotted paths may be ``package.module:Class`` or ``package.module.Class``. Raises
     :class:`ValueError` with the available names when nothing matches.
     """
-    name = name_or_class.strip()
-    if not name:
-        raise ValueError(
-            f"no platform given; available: {', '.join(available_platforms()) or 'none'}"
-        )
-    matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-    if matches:
-        obj: object = matches[0].load()
-    elif name in _BUILTIN:
-        obj = _import_object(_BUILTIN[name])
-    elif ":" in name or "." in name:
-        obj = _import_object(name)
-    else:
-        raise ValueError(
-            f"unknown platform {name!r}; available: {', '.join(available_platforms())} "
-            "(or give a 'package.module:Class' path)"
-        )
-    if not (isinstance(obj, type) and issubclass(obj, Platform)):
-        raise ValueError(f"{name!r} is not a Platform subclass: {obj!r}")
-    return obj
+    return load_plugin(
+        name_or_class, group=ENTRY_POINT_GROUP, builtin=_BUILTIN, base=Platform, what="platform"
+    )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from prometheus_client import generate_latest
@@ -27,7 +29,6 @@ from eb_sdk.model.serialization import BodyParseError, UnsupportedMediaType, neg
 from eb_sdk.model.sessions import AbstractExecutionSession
 
 from ..auth import AuthError, Identity
-from ..core import view_of
 from ..ledger import (
     CapacityError,
     InvalidTransitionError,
@@ -36,11 +37,11 @@ from ..ledger import (
     OfferExpiredError,
     SessionRow,
 )
-from ..translate import session_to_wire
 from .errors import ApiError, validation_details
 
 log = logging.getLogger("eb_broker.web")
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 _LEDGER_STATUS = {
     NotFoundError: 404,
@@ -48,6 +49,13 @@ _LEDGER_STATUS = {
     InvalidTransitionError: 409,
     CapacityError: 409,
 }
+
+
+async def resolved(value: T | Awaitable[T]) -> T:
+    """A core's answer: brokers answer at once, aggregators with a coroutine (they ask)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
 
 
 class BaseHandler(web.RequestHandler):
@@ -125,12 +133,8 @@ class BaseHandler(web.RequestHandler):
         return base.rstrip("/") + self.settings["eb_base_url"].rstrip("/") + path
 
     def session_wire(self, row: SessionRow) -> ScheduledExecutionSession:
-        return session_to_wire(
-            view_of(row),
-            url=self.url_for(f"/sessions/{row.uuid}"),
-            platform=self.broker.platform_obj.name,
-            broker=self.broker.core.settings.name,
-        )
+        session: ScheduledExecutionSession = self.broker.session_wire(self, row)
+        return session
 
     # -- errors ---------------------------------------------------------------------------------
 
@@ -139,7 +143,8 @@ class BaseHandler(web.RequestHandler):
             self._send_error(e.status, e.item)
             return
         if isinstance(e, LedgerError):
-            self._send_error(_LEDGER_STATUS.get(type(e), 409), msg.error(e.kind, str(e)))
+            status = getattr(e, "status", None) or _LEDGER_STATUS.get(type(e), 409)
+            self._send_error(status, msg.error(e.kind, str(e)))
             return
         if isinstance(e, web.HTTPError) and e.status_code < 500:
             self._send_error(
@@ -194,20 +199,21 @@ class RequestsHandler(BaseHandler):
 class OfferSetHandler(BaseHandler):
     async def get(self, uuid: str) -> None:
         identity = self.require_identity()
-        offerset, rows = self.broker.core.get_offerset(identity, _uuid(uuid))
+        offerset, rows = await resolved(self.broker.core.get_offerset(identity, _uuid(uuid)))
         self.respond(self.broker.offerset_wire(self, offerset, rows))
 
 
 class SessionHandler(BaseHandler):
     async def get(self, uuid: str) -> None:
         identity = self.require_identity()
-        row = self.broker.core.get_session(identity, _uuid(uuid))
+        row = await resolved(self.broker.core.get_session(identity, _uuid(uuid)))
         self.respond(self.session_wire(row))
 
     async def post(self, uuid: str) -> None:
         identity = self.require_identity()
         uuid = _uuid(uuid)
-        self.broker.core.get_session(identity, uuid)  # 404 before body errors for others' ids
+        # 404 before body errors for others' ids
+        await resolved(self.broker.core.get_session(identity, uuid))
         update, _ = self.read_model(AbstractUpdate)
         if not isinstance(update, EnumValueUpdate):
             raise ApiError(
@@ -219,7 +225,7 @@ class SessionHandler(BaseHandler):
             raise ApiError(
                 400, msg.INVALID_UPDATE, f"path {update.path!r} cannot be updated; use 'phase'"
             )
-        row = self.broker.core.update_phase(identity, uuid, update.value)
+        row = await resolved(self.broker.core.update_phase(identity, uuid, update.value))
         self.broker.reconciler_wake()
         self.respond(self.session_wire(row))
 
@@ -234,7 +240,7 @@ class SessionListHandler(BaseHandler):
                 phases = [Phase.parse(p).value for p in raw.split(",") if p.strip()]
             except ValueError:
                 raise ApiError(400, msg.INVALID_REQUEST, f"unknown phase in {raw!r}") from None
-        rows = self.broker.core.list_sessions(identity, phases)
+        rows = await resolved(self.broker.core.list_sessions(identity, phases))
         self.respond([self.session_wire(row) for row in rows])
 
 
@@ -250,7 +256,7 @@ class DirectHandler(BaseHandler):
             details = answer.messages
             summary = "; ".join(str(m) for m in details[:3]) or "no offer"
             raise ApiError(409, msg.NO_CAPACITY, f"cannot run this: {summary}", details)
-        row = self.broker.core.accept(identity, rows[0].uuid)
+        row = await resolved(self.broker.core.accept(identity, rows[0].uuid))
         self.broker.reconciler_wake()
         self.set_header("Location", self.url_for(f"/sessions/{row.uuid}"))
         self.respond(self.session_wire(row), 303)
@@ -258,7 +264,7 @@ class DirectHandler(BaseHandler):
 
 class CapabilitiesHandler(BaseHandler):
     async def get(self) -> None:
-        self.respond(self.broker.capabilities())
+        self.respond(await resolved(self.broker.capabilities()))
 
 
 class HealthHandler(BaseHandler):

@@ -34,6 +34,7 @@ def test_kill9_keeps_bookings_and_offers(broker: BrokerProcess) -> None:
 def test_upgrade_from_0001_keeps_bookings_and_backfills(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from alembic import command
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     from eb_broker.ledger.db import MIGRATIONS
 
@@ -58,12 +59,16 @@ def test_upgrade_from_0001_keeps_bookings_and_backfills(tmp_path) -> None:  # ty
             "'2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-02 10:00:00', "
             "'2026-01-02 12:00:00', 30, 2, 2, 0, '{}', '{}', '[]', '[]', '{}', '{}')"
         )
+    head = ScriptDirectory.from_config(config).get_current_head()
     migrate(make_engine(url))  # to head: keeps the booking, back-fills launch_at, adds estimate
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == head
     with create_engine(url).connect() as conn:
-        row = conn.exec_driver_sql("SELECT owner, phase, launch_at, estimate FROM sessions").one()
+        row = conn.exec_driver_sql(
+            "SELECT owner, phase, launch_at, estimate, pools FROM sessions"
+        ).one()
     assert row[0] == "alice" and row[1] == "WAITING"
     assert row[3] is None  # 0003: a precise slot, not a queue estimate
+    assert row[4] is None  # 0004: no allocation pools
     assert str(row[2]).startswith("2026-01-02 09:59:30")
     migrate(make_engine(url))  # idempotent at head
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == head
