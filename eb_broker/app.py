@@ -25,12 +25,12 @@ from .auth import AUTHENTICATORS, Authenticator
 from .core import BrokerCore, Settings
 from .ledger import Ledger, make_engine, migrate
 from .lifecycle import Reconciler
-from .platforms import load_platform
+from .platforms import available_platforms, load_platform
 from .platforms.base import Platform
 from .policies import PolicyChain
 from .scheduling import CapacityPeriod, Resources
 from .translate import Limits
-from .web.handlers import BaseHandler, NotFoundHandler, offerset_wire, routes
+from .web.handlers import DRAIN_FACTOR, BaseHandler, NotFoundHandler, offerset_wire, routes
 
 log = logging.getLogger("eb_broker")
 
@@ -149,7 +149,9 @@ class EBBroker(Application):
         "capacity in force within [start, end), dimensions not given keep the platform's value.",
     )
 
-    classes = [*AUTHENTICATORS.values()]
+    # Set below the class (it names itself); --help-all and --generate-config add every
+    # platform plugin (documented_classes).
+    classes: list[type[Any]] = []
 
     # runtime objects
     core: BrokerCore
@@ -339,15 +341,24 @@ class EBBroker(Application):
         path = "eb_broker_config.py"
         if os.path.exists(path):
             raise SystemExit(f"{path} exists already; not overwriting it")
+        self.classes = [type(self), *documented_classes()]
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(self.generate_config_file())
         print(f"wrote {path}")
 
+    def print_help(self, classes: bool = False) -> None:
+        # --help-all documents every platform's options too. Only then are all platform
+        # plugins imported (the Kubernetes one takes half a second), not at every start.
+        if classes:
+            self.classes = [type(self), *documented_classes()]
+        super().print_help(classes)
+
     async def serve(self) -> None:
-        # The server reads bodies up to 16x the limit so that the handler can answer an
-        # oversize body with a 413 MessageItem; beyond that tornado drops the connection.
+        # Bodies are streamed into the handlers, which answer an oversize body with a 413
+        # MessageItem: at once when Content-Length says so, after reading (and dropping) up to
+        # DRAIN_FACTOR x the limit otherwise. Tornado itself stops reading beyond that.
         server = httpserver.HTTPServer(
-            self.web_app, xheaders=True, max_body_size=16 * self.max_body_size
+            self.web_app, xheaders=True, max_body_size=DRAIN_FACTOR * self.max_body_size
         )
         server.listen(self.port, self.ip)
         self.reconciler.start()
@@ -369,6 +380,21 @@ class EBBroker(Application):
         server.stop()
         await self.reconciler.stop()
         await self.platform_obj.close()
+
+
+EBBroker.classes = [EBBroker, *AUTHENTICATORS.values()]
+
+
+def documented_classes() -> list[type[Any]]:
+    """The configurable classes ``--help-all`` and ``--generate-config`` describe: the
+    authenticators and every platform plugin that can be imported here."""
+    classes: list[type[Any]] = [*AUTHENTICATORS.values()]
+    for name in available_platforms():
+        try:
+            classes.append(load_platform(name))
+        except (ValueError, ImportError) as exc:  # e.g. a plugin whose extras are missing
+            log.debug("platform %s is not documented: %s", name, exc)
+    return classes
 
 
 def parse_capacity_periods(items: list[dict[str, Any]], base: Resources) -> list[CapacityPeriod]:

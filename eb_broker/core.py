@@ -25,6 +25,7 @@ from .ledger import (
     Ledger,
     NotFoundError,
     OfferDraft,
+    OfferExpiredError,
     OfferSetRow,
     SessionRow,
     row_resources,
@@ -330,9 +331,13 @@ class BrokerCore:
     def accept(self, identity: Identity, uuid: str) -> SessionRow:
         """Accept an offer (atomic in the ledger); its siblings are rejected."""
         self.get_session(identity, uuid)
-        row, rejected = self.ledger.accept(
-            uuid, self.clock(), self._fits, count_offers=self.settings.hold_offers
-        )
+        try:
+            row, rejected = self.ledger.accept(
+                uuid, self.clock(), self._fits, count_offers=self.settings.hold_offers
+            )
+        except OfferExpiredError:
+            self.release_capacity(uuid)  # the ledger marked it EXPIRED (another process's offer)
+            raise
         for sibling in rejected:
             self.timeline.remove(sibling)
         if uuid not in self.timeline:

@@ -22,11 +22,15 @@ BrokerFactory = Callable[..., BrokerProcess]
 
 @pytest.fixture
 def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
-    """Start ``eb-broker`` processes: ``broker_factory(*args, db_url=None)``."""
+    """Start ``eb-broker`` processes: ``broker_factory(*args, db_url=None, env=None)``."""
     started: list[BrokerProcess] = []
 
     def start(
-        *args: str, db_url: str | None = None, name: str | None = None, port: int | None = None
+        *args: str,
+        db_url: str | None = None,
+        name: str | None = None,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> BrokerProcess:
         base = tmp_path / (name or f"broker{len(started)}")
         base.mkdir(exist_ok=True)
@@ -35,6 +39,7 @@ def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
             port=port or free_port(),
             db_url=db_url or f"sqlite:///{base / 'ledger.sqlite'}",
             args=args,
+            env=env or {},
         ).start()
         started.append(broker)
         return broker

@@ -102,6 +102,8 @@ def reference(quirks: QuirksServer) -> Iterator[QuirksServer]:
     """The quirks server with its knobs reset for this test."""
     quirks.state.empty_303_body = False
     quirks.state.expires_in = 300.0
+    quirks.state.delay = 0.0
+    quirks.state.forbidden = False
     quirks.state.log.clear()
     yield quirks
 
