@@ -139,6 +139,18 @@ class EBBroker(Application):
         help=f"Authenticators tried in order; names: {', '.join(AUTHENTICATORS)}.",
     )
     admin_users = List(Unicode(), [], config=True, help="Users who see every session.")
+    interactivity_bandwidth_mbit = Float(
+        0.0,
+        config=True,
+        help="Bandwidth (Mbit/s) users can count on between them and a session here. Requests "
+        "whose jeb:interactivity needs more get NO. 0: not known, not checked.",
+    )
+    interactivity_latency_ms = Float(
+        0.0,
+        config=True,
+        help="Round-trip latency (ms) users see to sessions here. Requests whose "
+        "jeb:interactivity allows less get NO. 0: not known, not checked.",
+    )
     capacity_periods = List(
         Dict(),
         [],
@@ -194,6 +206,8 @@ class EBBroker(Application):
             default_duration=timedelta(hours=self.default_duration_hours),
             max_duration=timedelta(hours=self.max_duration_hours),
             horizon=timedelta(days=self.horizon_days),
+            bandwidth_mbit=self.interactivity_bandwidth_mbit or None,
+            latency_ms=self.interactivity_latency_ms or None,
         )
         self.core = BrokerCore(
             ledger=Ledger(engine),
@@ -262,8 +276,23 @@ class EBBroker(Application):
             max_offers=self.max_offers,
             max_duration=format_duration(timedelta(hours=self.max_duration_hours)),
             policies=self.core.policies.names,
-            extensions=["jeb:starts", "jeb:accelerators", "jeb:parameters", "jeb:interactivity"],
+            interactivity=self.interactivity_checked(),
+            extensions=[
+                "jeb:starts",
+                "jeb:accelerators",
+                "jeb:parameters",
+                "jeb:name",
+                *(["jeb:interactivity"] if self.interactivity_checked() else []),
+            ],
         )
+
+    def interactivity_checked(self) -> dict[str, float]:
+        """The network figures requests' ``jeb:interactivity`` is checked against."""
+        figures = {
+            "bandwidth": self.interactivity_bandwidth_mbit,
+            "latency": self.interactivity_latency_ms,
+        }
+        return {name: value for name, value in figures.items() if value}
 
     def health(self) -> dict[str, Any]:
         return {

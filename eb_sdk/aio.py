@@ -28,6 +28,7 @@ from .model import (
     AbstractDataResource,
     AbstractStorageResource,
     ExecutionRequest,
+    Interactivity,
     Phase,
     ScheduledExecutionSession,
 )
@@ -120,6 +121,7 @@ async def request(
     duration: str | timedelta | None = None,
     start: Start | None = None,
     name: str | None = None,
+    interactivity: Interactivity | dict[str, Any] | None = None,
     brokers: BrokerSpec | None = None,
     timeout: float | None = None,  # noqa: ASYNC109 - the fan-out deadline, as in eb.request
     tz: str | tzinfo | None = None,
@@ -133,6 +135,7 @@ async def request(
         duration=duration,
         start=start,
         name=name,
+        interactivity=interactivity,
         tz=tz,
     )
     asked = await ask(req, brokers, timeout)
@@ -169,6 +172,7 @@ async def direct(
     duration: str | timedelta | None = None,
     start: Start | None = None,
     name: str | None = None,
+    interactivity: Interactivity | dict[str, Any] | None = None,
     brokers: BrokerSpec | None = None,
     tz: str | tzinfo | None = None,
 ) -> AsyncSession:
@@ -181,6 +185,7 @@ async def direct(
         duration=duration,
         start=start,
         name=name,
+        interactivity=interactivity,
         tz=tz,
     )
     broker, wire = await book_direct(req, brokers)

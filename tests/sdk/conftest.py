@@ -21,6 +21,8 @@ ENV_VARS = (
     "EB_TIMEZONE",
     "JUPYTERHUB_API_TOKEN",
     "JUPYTERHUB_API_URL",
+    "JUPYTERHUB_PUBLIC_URL",
+    "JUPYTERHUB_PUBLIC_HUB_URL",
 )
 
 
@@ -105,6 +107,7 @@ def reference(quirks: QuirksServer) -> Iterator[QuirksServer]:
     quirks.state.delay = 0.0
     quirks.state.forbidden = False
     quirks.state.log.clear()
+    quirks.state.authorizations.clear()
     yield quirks
 
 

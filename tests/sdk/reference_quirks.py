@@ -56,6 +56,8 @@ class QuirksState:
     forbidden: bool = False
     offers_per_request: int = 2
     log: list[tuple[str, str]] = field(default_factory=list)
+    #: The Authorization header of every request (None when there was none).
+    authorizations: list[str | None] = field(default_factory=list)
     offersets: dict[str, dict[str, Any]] = field(default_factory=dict)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -102,6 +104,7 @@ class Base(web.RequestHandler):
 
     async def prepare(self) -> None:
         self.state.log.append((self.request.method or "", self.request.path))
+        self.state.authorizations.append(self.request.headers.get("Authorization"))
         if self.state.delay:
             await asyncio.sleep(self.state.delay)
 
