@@ -384,8 +384,9 @@ class EBBroker(Application):
 
     async def serve(self) -> None:
         # Bodies are streamed into the handlers, which answer an oversize body with a 413
-        # MessageItem: at once when Content-Length says so, after reading (and dropping) up to
-        # DRAIN_FACTOR x the limit otherwise. Tornado itself stops reading beyond that.
+        # MessageItem: at once, unread, when Content-Length is beyond DRAIN_FACTOR x the limit;
+        # otherwise after reading it to the end (dropped as it arrives). Tornado itself stops
+        # reading a chunked body that goes on beyond DRAIN_FACTOR x the limit.
         server = httpserver.HTTPServer(
             self.web_app, xheaders=True, max_body_size=DRAIN_FACTOR * self.max_body_size
         )
