@@ -30,7 +30,7 @@ from typing import Any
 
 from tornado import web
 
-from tests.fixtures.http import ThreadedApp
+from tests.fixtures.threaded import ThreadedApp
 from tests.fixtures.services import free_port
 
 IVOA = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds"
