@@ -16,8 +16,8 @@ import pytest
 from eb_broker.auth import hash_password
 from tests.broker.helpers import notebook_request
 from tests.conftest import BrokerFactory
-from tests.fixtures.threaded import IdentityProvider
 from tests.fixtures.services import BrokerProcess
+from tests.fixtures.threaded import IdentityProvider
 
 
 @pytest.fixture

@@ -30,8 +30,8 @@ from typing import Any
 
 from tornado import web
 
-from tests.fixtures.threaded import ThreadedApp
 from tests.fixtures.services import free_port
+from tests.fixtures.threaded import ThreadedApp
 
 IVOA = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds"
 COMPUTER = f"{IVOA}/computer/simple-compute-resource.yaml"
