@@ -35,12 +35,12 @@ from .core import BrokerCore, Settings, view_of
 from .ledger import Ledger, make_engine, migrate
 from .ledger.proxies import ProxyLedger
 from .lifecycle import Reconciler
-from .platforms import load_platform
+from .platforms import available_platforms, load_platform
 from .platforms.base import Platform
 from .policies import available_policies, builtin_policy_classes, make_chain
 from .scheduling import CapacityPeriod, Resources
 from .translate import Limits, session_to_wire
-from .web.handlers import BaseHandler, NotFoundHandler, offerset_wire, routes
+from .web.handlers import DRAIN_FACTOR, BaseHandler, NotFoundHandler, offerset_wire, routes
 
 log = logging.getLogger("eb_broker")
 
@@ -156,6 +156,18 @@ class EBBroker(Application):
         help="Policies asked for every request, in order (entry point group eb_broker.policies "
         f"or module:Class); shipped: {', '.join(available_policies())}. See docs/policies.md.",
     )
+    interactivity_bandwidth_mbit = Float(
+        0.0,
+        config=True,
+        help="Bandwidth (Mbit/s) users can count on between them and a session here. Requests "
+        "whose jeb:interactivity needs more get NO. 0: not known, not checked.",
+    )
+    interactivity_latency_ms = Float(
+        0.0,
+        config=True,
+        help="Round-trip latency (ms) users see to sessions here. Requests whose "
+        "jeb:interactivity allows less get NO. 0: not known, not checked.",
+    )
     capacity_periods = List(
         Dict(),
         [],
@@ -166,7 +178,9 @@ class EBBroker(Application):
         "capacity in force within [start, end), dimensions not given keep the platform's value.",
     )
 
-    classes = [*AUTHENTICATORS.values(), *builtin_policy_classes(), AggregatePlatform]
+    # Set below the class (it names itself); --help-all and --generate-config add every
+    # platform plugin (documented_classes).
+    classes: list[type[Any]] = []
 
     # runtime objects
     core: BrokerCore
@@ -214,6 +228,8 @@ class EBBroker(Application):
             default_duration=timedelta(hours=self.default_duration_hours),
             max_duration=timedelta(hours=self.max_duration_hours),
             horizon=timedelta(days=self.horizon_days),
+            bandwidth_mbit=self.interactivity_bandwidth_mbit or None,
+            latency_ms=self.interactivity_latency_ms or None,
         )
         self.core = BrokerCore(
             ledger=Ledger(engine),
@@ -345,16 +361,26 @@ class EBBroker(Application):
             max_offers=self.max_offers,
             max_duration=format_duration(timedelta(hours=self.max_duration_hours)),
             policies=self.core.policies.names,
+            interactivity=self.interactivity_checked(),
             extensions=[
                 "jeb:starts",
                 "jeb:accelerators",
                 "jeb:parameters",
-                "jeb:interactivity",
+                "jeb:name",
+                *(["jeb:interactivity"] if self.interactivity_checked() else []),
                 *extensions,
             ],
             **{"jeb:policies": self.core.policies.summaries()},
             **extra,
         )
+
+    def interactivity_checked(self) -> dict[str, float]:
+        """The network figures requests' ``jeb:interactivity`` is checked against."""
+        figures = {
+            "bandwidth": self.interactivity_bandwidth_mbit,
+            "latency": self.interactivity_latency_ms,
+        }
+        return {name: value for name, value in figures.items() if value}
 
     def health(self) -> dict[str, Any]:
         if self.aggregator is not None:
@@ -445,15 +471,25 @@ class EBBroker(Application):
         path = "eb_broker_config.py"
         if os.path.exists(path):
             raise SystemExit(f"{path} exists already; not overwriting it")
+        self.classes = [type(self), *documented_classes()]
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(self.generate_config_file())
         print(f"wrote {path}")
 
+    def print_help(self, classes: bool = False) -> None:
+        # --help-all documents every platform's options too. Only then are all platform
+        # plugins imported (the Kubernetes one takes half a second), not at every start.
+        if classes:
+            self.classes = [type(self), *documented_classes()]
+        super().print_help(classes)
+
     async def serve(self) -> None:
-        # The server reads bodies up to 16x the limit so that the handler can answer an
-        # oversize body with a 413 MessageItem; beyond that tornado drops the connection.
+        # Bodies are streamed into the handlers, which answer an oversize body with a 413
+        # MessageItem: at once, unread, when Content-Length is beyond DRAIN_FACTOR x the limit;
+        # otherwise after reading it to the end (dropped as it arrives). Tornado itself stops
+        # reading a chunked body that goes on beyond DRAIN_FACTOR x the limit.
         server = httpserver.HTTPServer(
-            self.web_app, xheaders=True, max_body_size=16 * self.max_body_size
+            self.web_app, xheaders=True, max_body_size=DRAIN_FACTOR * self.max_body_size
         )
         server.listen(self.port, self.ip)
         self.reconciler.start()
@@ -476,6 +512,21 @@ class EBBroker(Application):
         await self.reconciler.stop()
         await self.core.policies.close()
         await self.platform_obj.close()
+
+
+EBBroker.classes = [EBBroker, *AUTHENTICATORS.values(), *builtin_policy_classes()]
+
+
+def documented_classes() -> list[type[Any]]:
+    """The configurable classes ``--help-all`` and ``--generate-config`` describe: the
+    authenticators, the shipped policies and every platform plugin that can be imported here."""
+    classes: list[type[Any]] = [*AUTHENTICATORS.values(), *builtin_policy_classes()]
+    for name in available_platforms():
+        try:
+            classes.append(load_platform(name))
+        except (ValueError, ImportError) as exc:  # e.g. a plugin whose extras are missing
+            log.debug("platform %s is not documented: %s", name, exc)
+    return classes
 
 
 def parse_capacity_periods(items: list[dict[str, Any]], base: Resources) -> list[CapacityPeriod]:

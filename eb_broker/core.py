@@ -25,6 +25,7 @@ from .ledger import (
     Ledger,
     NotFoundError,
     OfferDraft,
+    OfferExpiredError,
     OfferSetRow,
     SessionRow,
     row_resources,
@@ -436,9 +437,13 @@ class BrokerCore:
             refusals = self.policies.check_accept(AcceptQuery(identity, active))
             if refusals:
                 raise PolicyDenied(refusals)
-        row, rejected = self.ledger.accept(
-            uuid, self.clock(), self._fits, count_offers=self.settings.hold_offers
-        )
+        try:
+            row, rejected = self.ledger.accept(
+                uuid, self.clock(), self._fits, count_offers=self.settings.hold_offers
+            )
+        except OfferExpiredError:
+            self.release_capacity(uuid)  # the ledger marked it EXPIRED (another process's offer)
+            raise
         for sibling in rejected:
             self.timeline.remove(sibling)
         if uuid not in self.timeline:

@@ -241,6 +241,7 @@ class Reconciler:
                 stop_requested=outcome.value,
             )
         spec = core.spec_for(row)
+        release_problems: list[dict[str, Any]] = []
         try:
             if stop and row.launched is not None:
                 await core.platform.stop(spec)
@@ -252,10 +253,8 @@ class Reconciler:
         except Exception as exc:
             log.exception("releasing %s failed", row.uuid)
             outcome = Phase.FAILED
-            row.messages = [
-                *(row.messages or []),
-                msg.error(msg.PLATFORM, f"releasing the resources failed: {exc}").dump(),
-            ]
+            problem = msg.error(msg.PLATFORM, f"releasing the resources failed: {exc}")
+            release_problems = _new_messages(row, [problem])
         final = Phase(row.stop_requested) if row.stop_requested else outcome
         if outcome == Phase.FAILED:
             final = Phase.FAILED
@@ -263,8 +262,8 @@ class Reconciler:
             row.uuid,
             final,
             core.clock(),
-            message=final.value.lower(),
-            messages=None,
+            message=_summary(release_problems) or final.value.lower(),
+            messages=release_problems or None,
             connectors=[{**c, "status": "FINISHED"} for c in (row.connectors or [])],
         )
         core.release_capacity(row.uuid)

@@ -43,6 +43,10 @@ class Limits:
     default_duration: timedelta = timedelta(hours=1)
     max_duration: timedelta = timedelta(days=7)
     horizon: timedelta = timedelta(days=14)
+    #: What users get between them and a session here (``jeb:interactivity``): bandwidth in
+    #: Mbit/s and round-trip latency in ms; None where the broker does not know (not checked).
+    bandwidth_mbit: float | None = None
+    latency_ms: float | None = None
 
 
 @dataclass
@@ -173,6 +177,8 @@ def request_to_demands(
             )
             break
 
+    out.problems += interactivity_problems(request, limits)
+
     accel_choices: list[list[tuple[str, int, int]]] = [[]]
     for accel in (compute.accelerators if compute else None) or []:
         low, high = _range(accel.count, 1)
@@ -203,6 +209,43 @@ def request_to_demands(
             )
         )
     return out
+
+
+def interactivity_problems(request: ExecutionRequest, limits: Limits) -> list[MessageItem]:
+    """Why this broker cannot meet the request's ``jeb:interactivity`` (empty: it can).
+
+    Only the figures the broker knows are checked: one it does not know is ignored, as a v1.0
+    broker ignores the whole extension (``/capabilities`` says which ones it checks).
+    """
+    wanted = request.interactivity
+    if wanted is None:
+        return []
+    problems = []
+    low = wanted.bandwidth.min if wanted.bandwidth else None
+    if low is not None and limits.bandwidth_mbit is not None and low > limits.bandwidth_mbit:
+        problems.append(
+            msg.error(
+                msg.RESOURCE_LIMIT,
+                f"the session needs at least {low:g} Mbit/s to its users; sessions here get "
+                f"{limits.bandwidth_mbit:g} Mbit/s",
+                resource="bandwidth",
+                requested=low,
+                limit=limits.bandwidth_mbit,
+            )
+        )
+    high = wanted.latency.max if wanted.latency else None
+    if high is not None and limits.latency_ms is not None and high < limits.latency_ms:
+        problems.append(
+            msg.error(
+                msg.RESOURCE_LIMIT,
+                f"the session needs a round-trip latency of at most {high:g} ms; users see "
+                f"{limits.latency_ms:g} ms to sessions here",
+                resource="latency",
+                requested=high,
+                limit=limits.latency_ms,
+            )
+        )
+    return problems
 
 
 def _human(td: timedelta) -> str:

@@ -43,7 +43,16 @@ from ._sync import (
     sessions,
 )
 from ._version import __version__
-from .builders import Compute, Container, Data, JupyterServer, Notebook, Singularity, Storage
+from .builders import (
+    Compute,
+    Container,
+    Data,
+    Interactivity,
+    JupyterServer,
+    Notebook,
+    Singularity,
+    Storage,
+)
 from .model import Phase
 from .offers import Offer, Offers
 from .sessions import Event, Session
@@ -63,6 +72,7 @@ __all__ = [
     "Data",
     "EBError",
     "Event",
+    "Interactivity",
     "InvalidRequest",
     "JupyterServer",
     "NoCapacity",

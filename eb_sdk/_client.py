@@ -257,9 +257,17 @@ class BrokerClient:
 
     def _error(self, resp: httpx.Response, what: str) -> EBError:
         content_type = resp.headers.get("Content-Type")
-        return error_from_response(
+        error = error_from_response(
             resp.status_code, resp.content, content_type, broker=self.name, what=what
         )
+        if resp.status_code == 401 and not self.broker.has_credentials:
+            error.message += (
+                " (no credentials were sent: the environment's tokens only go to the brokers "
+                "they are configured for; pass eb.Broker(url, token=...) or list the broker in "
+                "EB_BROKERS or the config file)"
+            )
+            error.args = (error.message,)
+        return error
 
     def _json(self, resp: httpx.Response, what: str) -> Any:
         try:
@@ -412,9 +420,40 @@ async def aclose_clients() -> None:
     await asyncio.gather(*(c.aclose() for c in clients.values()), return_exceptions=True)
 
 
+_CLOSING: set[asyncio.Task[Any]] = set()
+
+
+async def _close_all(clients: list[BrokerClient]) -> None:
+    await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+
+
 def forget_clients() -> None:
-    """Drop every shared client (after ``configure`` changed the settings)."""
+    """Drop every shared client (after ``configure`` changed the settings), closing each on
+    the event loop it belongs to, so that its connections do not stay open until collected.
+
+    A client of the loop running in this thread is closed by a task (we cannot wait here);
+    one of a loop running in another thread (the sync facade's) is closed there, waiting at
+    most a few seconds; a loop that is not running cannot close anything, and its clients
+    are only dropped.
+    """
+    found = list(_CLIENTS.items())
     _CLIENTS.clear()
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    for loop, clients in found:
+        if not clients or loop.is_closed() or not loop.is_running():
+            continue
+        closing = _close_all(list(clients.values()))
+        if loop is running:
+            task = loop.create_task(closing)
+            _CLOSING.add(task)  # keep a reference until it is done
+            task.add_done_callback(_CLOSING.discard)
+        else:
+            future = asyncio.run_coroutine_threadsafe(closing, loop)
+            with contextlib.suppress(Exception):
+                future.result(timeout=5)
 
 
 def check_request(request: Any) -> ExecutionRequest:

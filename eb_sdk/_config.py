@@ -10,8 +10,18 @@ Sources, in this order (the first that names a broker wins for that name):
    service ``$EB_HUB_SERVICE`` (default ``eb-broker``), looked up through the hub's API.
 
 Credentials: a broker's own ``token``/``token_env``/``username``+``password`` (or
-``user:password@`` in its URL), else ``EB_TOKEN_<NAME>``, else ``EB_TOKEN``, else, inside
-JupyterHub, ``JUPYTERHUB_API_TOKEN`` (a broker run as a hub service checks it with the hub).
+``user:password@`` in its URL). Otherwise the environment's tokens, but only for the brokers
+they belong to, so that a URL typed into ``brokers=`` (or found in someone else's notebook)
+never receives them:
+
+* ``EB_TOKEN_<NAME>``: brokers of that name from ``EB_BROKERS`` or the config file;
+* ``EB_TOKEN``: brokers from ``EB_BROKERS`` (the pair ``./dev demo`` and spawners set);
+* ``JUPYTERHUB_API_TOKEN`` (a broker run as a hub service checks it with the hub): the hub
+  service found through the hub's API, brokers from ``EB_BROKERS`` (a spawner puts the
+  hub's broker there), and brokers on the hub's own host (the host of ``JUPYTERHUB_API_URL``
+  or of the hub's public URL);
+* an explicit URL that is the URL of a configured broker gets that broker's credentials.
+
 Nothing here does I/O except reading the config file; the hub lookup happens in the client.
 """
 
@@ -78,16 +88,33 @@ class Broker:
             return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
         return {}
 
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.token) or self.username is not None
+
     def with_defaults(self, environ: Mapping[str, str]) -> Broker:
-        """This broker with the environment's token filled in when it has no credentials."""
-        if self.token or self.username is not None:
+        """This broker with the environment's token filled in when it has no credentials of
+        its own, and only a token meant for it (see the module's docstring)."""
+        if self.has_credentials:
             return self
+        configured = self.source != "explicit"
         token = (
-            environ.get(_token_var(self.name))
-            or environ.get("EB_TOKEN")
-            or environ.get("JUPYTERHUB_API_TOKEN")
+            (environ.get(_token_var(self.name)) if configured else None)
+            or (environ.get("EB_TOKEN") if self.source == "EB_BROKERS" else None)
+            or (environ.get("JUPYTERHUB_API_TOKEN") if _hub_trusts(self, environ) else None)
         )
         return replace(self, token=token) if token else self
+
+
+def _hub_trusts(broker: Broker, environ: Mapping[str, str]) -> bool:
+    """May the user's hub token go to ``broker``? The hub's service, the spawner's
+    ``EB_BROKERS`` and the hub's own host: yes; any other URL: no."""
+    if broker.source in ("JupyterHub", "EB_BROKERS") or broker.hub_service:
+        return True
+    host = urlsplit(broker.url).hostname
+    hub_urls = ("JUPYTERHUB_API_URL", "JUPYTERHUB_PUBLIC_URL", "JUPYTERHUB_PUBLIC_HUB_URL")
+    hub_hosts = {urlsplit(environ[v]).hostname for v in hub_urls if environ.get(v)}
+    return host is not None and host in hub_hosts
 
 
 BrokerSpec = str | Broker | Mapping[str, str] | Sequence[str | Broker]
@@ -228,21 +255,39 @@ def resolve_brokers(
                 f"(name=url,...) or write {config_path(env)}"
             )
         return brokers
-    configured: dict[str, Broker] | None = None
     out: list[Broker] = []
     for item in _explicit(spec):
         if isinstance(item, Broker):
-            out.append(item.with_defaults(env))
+            out.append(_explicit_credentials(item, env))
         elif re.match(r"https?://", item.strip()) or "=" in item:
-            out.append(_parse_entry(item, "explicit").with_defaults(env))
+            out.append(_explicit_credentials(_parse_entry(item, "explicit"), env))
         else:
-            if configured is None:
-                configured = {b.name: b for b in configured_brokers(env)}
+            configured = {b.name: b for b in configured_brokers(env)}
             if item not in configured:
                 known = ", ".join(configured) or "none"
                 raise ConfigError(f"no broker named {item!r} is configured (known: {known})")
             out.append(configured[item])
     return _unique(out)
+
+
+def _explicit_credentials(broker: Broker, env: Mapping[str, str]) -> Broker:
+    """An explicit broker: the configured broker of the same URL lends its credentials (and
+    its name, when the explicit one has none of its own); otherwise only the hub's token, and
+    only on the hub's host."""
+    if broker.has_credentials:
+        return broker
+    try:
+        same = [b for b in configured_brokers(env) if b.url == broker.url]
+    except ConfigError:  # a broken config file does not stop explicit brokers
+        same = []
+    if same:
+        named = broker.name != _default_name(broker.url)
+        return replace(
+            same[0],
+            name=broker.name if named else same[0].name,
+            source=broker.source,
+        )
+    return broker.with_defaults(env)
 
 
 def _unique(brokers: Iterable[Broker]) -> list[Broker]:

@@ -20,6 +20,7 @@ from .model import (
     AbstractExecutable,
     AbstractStorageResource,
     ExecutionRequest,
+    Interactivity,
     Interval,
     RequestedScheduleBlock,
     RequestedScheduleItem,
@@ -103,6 +104,15 @@ def _compute(compute: AbstractComputeResource | Mapping[str, Any]) -> AbstractCo
         raise InvalidRequest(f"compute: {exc}") from None
 
 
+def _interactivity(value: Interactivity | Mapping[str, Any]) -> Interactivity:
+    if isinstance(value, Interactivity):
+        return value
+    try:
+        return Interactivity.model_validate(dict(value))
+    except ValueError as exc:
+        raise InvalidRequest(f"interactivity: {exc}") from None
+
+
 def _listed(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -118,6 +128,7 @@ def build_request(
     duration: str | timedelta | None = None,
     start: Start | None = None,
     name: str | None = None,
+    interactivity: Interactivity | Mapping[str, Any] | None = None,
     tz: str | tzinfo | None = None,
     now: datetime | None = None,
 ) -> ExecutionRequest:
@@ -140,6 +151,8 @@ def build_request(
         request.data = [Data(d) if isinstance(d, str) else d for d in _listed(data)]
     if name is not None:
         request.name = name
+    if interactivity is not None:
+        request.interactivity = _interactivity(interactivity)
     if duration is not None or start is not None:
         block = request.schedule or RequestedScheduleBlock()
         item = block.requested or RequestedScheduleItem()

@@ -16,7 +16,12 @@ from ._config import BrokerSpec, resolve_brokers
 from ._lists import BrokerList, SessionList
 from ._portal import run_sync
 from ._request import Executable, Start, build_request
-from .model import AbstractComputeResource, AbstractDataResource, AbstractStorageResource
+from .model import (
+    AbstractComputeResource,
+    AbstractDataResource,
+    AbstractStorageResource,
+    Interactivity,
+)
 from .offers import Offer, Offers
 from .sessions import PhaseSpec, Session
 
@@ -32,6 +37,7 @@ def request(
     duration: str | timedelta | None = None,
     start: Start | None = None,
     name: str | None = None,
+    interactivity: Interactivity | dict[str, Any] | None = None,
     brokers: BrokerSpec | None = None,
     timeout: float | None = None,
     tz: str | tzinfo | None = None,
@@ -39,9 +45,11 @@ def request(
     """Ask every broker at once when and where ``executable`` can run.
 
     ``start`` is a phrase ("now", "within 10 min", "this afternoon", "Mon-Wed 09:00-12:00"),
-    ``duration`` one too ("2h", "90 min"). Brokers that fail or miss the ``timeout`` (seconds)
-    become ``offers.warnings``; only when every broker fails is an error raised. A broker's NO
-    is not an error either: the offers are then empty and ``offers.reasons`` says why.
+    ``duration`` one too ("2h", "90 min"); ``interactivity`` (``eb.Interactivity(bandwidth=100,
+    latency=30)``) states network needs between you and the session. Brokers that fail or miss
+    the ``timeout`` (seconds) become ``offers.warnings``; only when every broker fails is an
+    error raised. A broker's NO is not an error either: the offers are then empty and
+    ``offers.reasons`` says why.
     """
     req = build_request(
         executable,
@@ -51,6 +59,7 @@ def request(
         duration=duration,
         start=start,
         name=name,
+        interactivity=interactivity,
         tz=tz,
     )
     asked = run_sync(aio.ask(req, brokers, timeout))
@@ -67,6 +76,7 @@ def direct(
     duration: str | timedelta | None = None,
     start: Start | None = None,
     name: str | None = None,
+    interactivity: Interactivity | dict[str, Any] | None = None,
     brokers: BrokerSpec | None = None,
     tz: str | tzinfo | None = None,
 ) -> Session:
@@ -82,6 +92,7 @@ def direct(
         duration=duration,
         start=start,
         name=name,
+        interactivity=interactivity,
         tz=tz,
     )
     broker, wire = run_sync(aio.book_direct(req, brokers))

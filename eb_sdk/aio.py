@@ -29,6 +29,7 @@ from .model import (
     AbstractDataResource,
     AbstractStorageResource,
     ExecutionRequest,
+    Interactivity,
     Phase,
     ScheduledExecutionSession,
 )
@@ -118,6 +119,7 @@ async def request(
     duration: str | timedelta | None = None,
     start: Start | None = None,
     name: str | None = None,
+    interactivity: Interactivity | dict[str, Any] | None = None,
     brokers: BrokerSpec | None = None,
     timeout: float | None = None,  # noqa: ASYNC109 - the fan-out deadline, as in eb.request
     tz: str | tzinfo | None = None,
@@ -131,6 +133,7 @@ async def request(
         duration=duration,
         start=start,
         name=name,
+        interactivity=interactivity,
         tz=tz,
     )
     asked = await ask(req, brokers, timeout)
@@ -167,6 +170,7 @@ async def direct(
     duration: str | timedelta | None = None,
     start: Start | None = None,
     name: str | None = None,
+    interactivity: Interactivity | dict[str, Any] | None = None,
     brokers: BrokerSpec | None = None,
     tz: str | tzinfo | None = None,
 ) -> AsyncSession:
@@ -179,6 +183,7 @@ async def direct(
         duration=duration,
         start=start,
         name=name,
+        interactivity=interactivity,
         tz=tz,
     )
     broker, wire = await book_direct(req, brokers)

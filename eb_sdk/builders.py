@@ -31,11 +31,15 @@ from .model import (
     IvoaDataResource,
     JupyterNotebook,
     MinMax,
+    MinMaxFloat,
     S3DataResource,
     SimpleComputeResource,
     SimpleDataResource,
     SimpleStorageResource,
     SingularityContainer,
+)
+from .model import (
+    Interactivity as InteractivityModel,
 )
 from .model import (
     JupyterServer as JupyterServerKind,
@@ -47,6 +51,7 @@ __all__ = [
     "Compute",
     "Container",
     "Data",
+    "Interactivity",
     "JupyterServer",
     "Notebook",
     "Singularity",
@@ -270,6 +275,50 @@ def Compute(
         memory=parse_size(memory, "memory") if memory is not None else None,
         accelerators=accs or None,
         meta=_meta(name),
+    )
+
+
+_BANDWIDTH_UNITS = {"": 1.0, "kbit/s": 1e-3, "kbps": 1e-3, "mbit/s": 1.0, "mbps": 1.0}
+_BANDWIDTH_UNITS |= {"gbit/s": 1e3, "gbps": 1e3}
+_LATENCY_UNITS = {"": 1.0, "ms": 1.0, "s": 1e3}
+
+
+def _figure(value: float | str, units: Mapping[str, float], what: str) -> float:
+    if isinstance(value, bool):
+        raise InvalidRequest(f"{what}: expected a number or text like {next(iter(units))!r}")
+    if isinstance(value, int | float):
+        amount = float(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z/]*)\s*", str(value).lower())
+        if not match or match[2] not in units:
+            known = ", ".join(u for u in units if u)
+            raise InvalidRequest(f"{what}: cannot read {value!r} (units: {known})") from None
+        amount = float(match[1]) * units[match[2]]
+    if not math.isfinite(amount) or amount <= 0:
+        raise InvalidRequest(f"{what}: must be a positive number, not {value!r}")
+    return amount
+
+
+def Interactivity(
+    bandwidth: float | str | None = None, latency: float | str | None = None
+) -> InteractivityModel:
+    """Network needs between you and the session (extension ``jeb:interactivity``): at least
+    ``bandwidth`` (Mbit/s, or text like ``"1 Gbit/s"``) and a round-trip latency of at most
+    ``latency`` (ms, or ``"30 ms"``). Brokers that know their network figures answer NO when
+    they cannot meet them; others ignore it (``eb.brokers()`` shows which check it)."""
+    if bandwidth is None and latency is None:
+        raise InvalidRequest("Interactivity: give bandwidth= and/or latency=")
+    return InteractivityModel(
+        bandwidth=(
+            MinMaxFloat(min=_figure(bandwidth, _BANDWIDTH_UNITS, "bandwidth"))
+            if bandwidth is not None
+            else None
+        ),
+        latency=(
+            MinMaxFloat(max=_figure(latency, _LATENCY_UNITS, "latency"))
+            if latency is not None
+            else None
+        ),
     )
 
 

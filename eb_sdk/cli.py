@@ -34,7 +34,7 @@ from . import aio
 from ._errors import EBError, InvalidRequest, SessionFailed
 from ._format import text_table
 from ._version import __version__
-from .builders import Compute, Container, Notebook
+from .builders import Compute, Container, Interactivity, Notebook
 from .model import ExecutionRequest, parse_body
 from .offers import COLUMNS, AsyncOffers
 from .sessions import AsyncSession, phases_of
@@ -106,6 +106,8 @@ def _request_base(args: argparse.Namespace) -> Any:
 
 
 def _compute(args: argparse.Namespace) -> Any:
+    if args.gpu_model and args.gpus is None:
+        raise Usage(f"--gpu-model {args.gpu_model} needs --gpus N (how many GPUs of that model)")
     if args.cores is None and args.memory is None and args.gpus is None:
         return None
     return Compute(
@@ -114,6 +116,12 @@ def _compute(args: argparse.Namespace) -> Any:
         gpus=args.gpus,
         gpu_model=args.gpu_model,
     )
+
+
+def _interactivity(args: argparse.Namespace) -> Any:
+    if args.bandwidth is None and args.latency is None:
+        return None
+    return Interactivity(bandwidth=args.bandwidth, latency=args.latency)
 
 
 def _offers_table(offers: AsyncOffers) -> str:
@@ -128,6 +136,7 @@ async def cmd_request(args: argparse.Namespace) -> int:
         duration=args.duration,
         start=args.start,
         name=args.name,
+        interactivity=_interactivity(args),
         brokers=_brokers(args),
         timeout=args.timeout,
     )
@@ -248,7 +257,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cores", help="cores: 4 or 1-4")
     p.add_argument("--memory", help="memory: 8GiB or 2-8GiB")
     p.add_argument("--gpus", help="GPUs: 1 or 1-2")
-    p.add_argument("--gpu-model", help="GPU model, e.g. A100")
+    p.add_argument("--gpu-model", help="GPU model, e.g. A100 (with --gpus)")
+    p.add_argument("--bandwidth", help="network to you, at least: 100 (Mbit/s) or '1 Gbit/s'")
+    p.add_argument("--latency", help="round trip to you, at most: 30 (ms) or '0.05 s'")
     p.add_argument("--duration", help="how long: 2h, 90 min, PT2H")
     p.add_argument("--start", help='when: "now", "within 10 min", "this afternoon"')
     p.add_argument("--name", help="a name for the session")

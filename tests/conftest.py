@@ -23,7 +23,7 @@ BrokerFactory = Callable[..., BrokerProcess]
 
 @pytest.fixture
 def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
-    """Start ``eb-broker`` processes: ``broker_factory(*args, db_url=None)``."""
+    """Start ``eb-broker`` processes: ``broker_factory(*args, db_url=None, env=None)``."""
     started: list[BrokerProcess] = []
 
     def start(
@@ -35,6 +35,7 @@ def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
         groups: dict[str, list[str]] | None = None,
         config: str = "",
         broker_name: str = "test-broker",
+        env: dict[str, str] | None = None,
     ) -> BrokerProcess:
         base = tmp_path / (name or f"broker{len(started)}")
         base.mkdir(exist_ok=True)
@@ -47,6 +48,7 @@ def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
             groups=dict(groups or {}),
             config=config,
             broker_name=broker_name,
+            env=env or {},
         ).start()
         started.append(broker)
         return broker

@@ -16,6 +16,15 @@ AUTHENTICATORS: dict[str, type[Authenticator]] = {
     "aggregator": AggregatorAuthenticator,
 }
 
+
+def authenticator_name(authenticator: Authenticator) -> str:
+    """The configuration name of ``authenticator`` (its class name when not built in)."""
+    for name, cls in AUTHENTICATORS.items():
+        if type(authenticator) is cls:
+            return name
+    return type(authenticator).__name__
+
+
 __all__ = [
     "AUTHENTICATORS",
     "AggregatorAuthenticator",
@@ -26,6 +35,7 @@ __all__ = [
     "JWTAuthenticator",
     "JupyterHubAuthenticator",
     "TokenFileAuthenticator",
+    "authenticator_name",
     "bearer_token",
     "hash_password",
     "identity_headers",

@@ -334,69 +334,83 @@ class Ledger:
         ``fits(row, overlapping)`` gets the offer and every other row that holds capacity in its
         slot (read inside the locked transaction) and returns why it does not fit (empty: fits).
         """
+        expired_at: datetime | None = None
         with self._sessions.begin() as db:
             self._lock(db)
             row = db.get(SessionRow, uuid, with_for_update=False, populate_existing=True)
             if row is None:
                 raise NotFoundError(f"no session {uuid}")
             if row.phase == Phase.OFFERED.value and row.expires is not None and row.expires <= now:
+                # Recorded (committed when the block ends), then refused below: raising here
+                # would roll the EXPIRED mark back.
                 self._set_phase(db, row, Phase.EXPIRED, now, "the offer expired")
-                raise OfferExpiredError(f"offer {uuid} expired at {row.expires.isoformat()}")
-            if row.phase == Phase.EXPIRED.value:
+                expired_at = row.expires
+            elif row.phase == Phase.EXPIRED.value:
                 raise OfferExpiredError(f"offer {uuid} has expired")
-            if row.phase != Phase.OFFERED.value:
+            elif row.phase != Phase.OFFERED.value:
                 raise InvalidTransitionError(
                     f"offer {uuid} is {row.phase}: only an OFFERED offer can be accepted"
                 )
-            holding = [Phase.OFFERED.value, *HOLDING] if count_offers else list(HOLDING)
-            # Only the columns the capacity check needs: loading whole rows (with their JSON)
-            # made a busy slot's accept ten times slower.
-            overlapping_query = select(*_BOOKED_COLUMNS).where(
-                SessionRow.uuid != row.uuid,
-                SessionRow.start < row.end,
-                SessionRow.end > row.start,
-                SessionRow.phase.in_(holding),
+            if expired_at is None:
+                return self._accept_locked(db, row, now, fits, count_offers)
+        raise OfferExpiredError(f"offer {uuid} expired at {expired_at.isoformat()}")
+
+    def _accept_locked(
+        self,
+        db: Session,
+        row: SessionRow,
+        now: datetime,
+        fits: Callable[[SessionRow, list[Booked]], list[str]],
+        count_offers: bool,
+    ) -> tuple[SessionRow, list[str]]:
+        """The capacity check and the accept itself, inside accept's locked transaction."""
+        holding = [Phase.OFFERED.value, *HOLDING] if count_offers else list(HOLDING)
+        # Only the columns the capacity check needs: loading whole rows (with their JSON)
+        # made a busy slot's accept ten times slower.
+        overlapping_query = select(*_BOOKED_COLUMNS).where(
+            SessionRow.uuid != row.uuid,
+            SessionRow.start < row.end,
+            SessionRow.end > row.start,
+            SessionRow.phase.in_(holding),
+        )
+        if row.offerset is not None:
+            overlapping_query = overlapping_query.where(
+                or_(SessionRow.offerset.is_(None), SessionRow.offerset != row.offerset)
             )
-            if row.offerset is not None:
-                overlapping_query = overlapping_query.where(
-                    or_(SessionRow.offerset.is_(None), SessionRow.offerset != row.offerset)
+        overlapping = [
+            _booked(uuid, start, end, cores, memory, storage, accel, pools)
+            for (
+                uuid,
+                start,
+                end,
+                cores,
+                memory,
+                storage,
+                accel,
+                phase,
+                expires,
+                pools,
+            ) in db.execute(overlapping_query)
+            if phase != Phase.OFFERED.value or (expires is not None and expires > now)
+        ]
+        reasons = fits(row, overlapping)
+        if reasons:
+            raise CapacityError("; ".join(reasons))
+        self._set_phase(db, row, Phase.ACCEPTED, now, "offer accepted")
+        row.expires = None
+        rejected: list[str] = []
+        if row.offerset is not None:
+            siblings = db.scalars(
+                select(SessionRow).where(
+                    SessionRow.offerset == row.offerset,
+                    SessionRow.uuid != row.uuid,
+                    SessionRow.phase == Phase.OFFERED.value,
                 )
-            overlapping = [
-                _booked(uuid, start, end, cores, memory, storage, accel, pools)
-                for (
-                    uuid,
-                    start,
-                    end,
-                    cores,
-                    memory,
-                    storage,
-                    accel,
-                    phase,
-                    expires,
-                    pools,
-                ) in db.execute(overlapping_query)
-                if phase != Phase.OFFERED.value or (expires is not None and expires > now)
-            ]
-            reasons = fits(row, overlapping)
-            if reasons:
-                raise CapacityError("; ".join(reasons))
-            self._set_phase(db, row, Phase.ACCEPTED, now, "offer accepted")
-            row.expires = None
-            rejected: list[str] = []
-            if row.offerset is not None:
-                siblings = db.scalars(
-                    select(SessionRow).where(
-                        SessionRow.offerset == row.offerset,
-                        SessionRow.uuid != row.uuid,
-                        SessionRow.phase == Phase.OFFERED.value,
-                    )
-                ).all()
-                for sibling in siblings:
-                    self._set_phase(
-                        db, sibling, Phase.REJECTED, now, "a sibling offer was accepted"
-                    )
-                    rejected.append(sibling.uuid)
-            return row, rejected
+            ).all()
+            for sibling in siblings:
+                self._set_phase(db, sibling, Phase.REJECTED, now, "a sibling offer was accepted")
+                rejected.append(sibling.uuid)
+        return row, rejected
 
     def transition(
         self,

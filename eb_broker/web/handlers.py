@@ -28,7 +28,7 @@ from eb_sdk.model.components import AbstractUpdate
 from eb_sdk.model.serialization import BodyParseError, UnsupportedMediaType, negotiate
 from eb_sdk.model.sessions import AbstractExecutionSession
 
-from ..auth import AuthError, Identity
+from ..auth import AuthError, Identity, authenticator_name
 from ..ledger import (
     CapacityError,
     InvalidTransitionError,
@@ -58,10 +58,23 @@ async def resolved(value: T | Awaitable[T]) -> T:
     return value
 
 
+#: Bodies declared (Content-Length) larger than this many times ``max_body_size`` are refused
+#: before a byte of them is read; smaller oversize bodies are read and dropped first, so that
+#: clients that send the whole body before reading the answer still see the 413 MessageItem.
+DRAIN_FACTOR = 16
+
+
+@web.stream_request_body
 class BaseHandler(web.RequestHandler):
-    """Content negotiation, identity and MessageItem errors for every endpoint."""
+    """Content negotiation, identity and MessageItem errors for every endpoint.
+
+    Bodies are streamed (``data_received``) so that an oversize body is answered with a 413
+    MessageItem instead of tornado's bare 400 and a closed connection.
+    """
 
     identity: Identity | None = None
+    _body_parts: list[bytes]
+    _body_size: int = 0
 
     @property
     def broker(self) -> Any:
@@ -72,15 +85,59 @@ class BaseHandler(web.RequestHandler):
 
     async def prepare(self) -> None:
         self.broker.metrics_started(self)
-        authenticators = self.settings["eb_authenticators"]
-        for authenticator in authenticators:
+        self._body_parts = []
+        self._check_declared_size()
+        await self.authenticate()
+
+    def _check_declared_size(self) -> None:
+        limit = self.settings["eb_max_body_size"]
+        declared = self.request.headers.get("Content-Length")
+        if declared is None:
+            return
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError(400, msg.INVALID_REQUEST, "Content-Length is not a number") from None
+        if size > DRAIN_FACTOR * limit:
+            # Answered at once; the connection is closed without reading the body.
+            raise ApiError(413, msg.INVALID_REQUEST, f"the body is larger than {limit} bytes")
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body_size += len(chunk)
+        if self._body_size <= self.settings["eb_max_body_size"]:
+            self._body_parts.append(chunk)
+        else:
+            self._body_parts = []  # read on to the end and dropped; read_model answers 413
+
+    @property
+    def body(self) -> bytes:
+        """The request body (streamed in by :meth:`data_received`)."""
+        return b"".join(getattr(self, "_body_parts", ()))
+
+    async def authenticate(self) -> None:
+        """Try every authenticator in order: the first that recognises the caller wins.
+
+        An authenticator returns None for credentials it does not understand and raises
+        AuthError for credentials of its kind it rejects (for example a token-file
+        authenticator and a Bearer token it does not list, which may be a valid JWT for the
+        next one). So 401 only when none accepted the caller and at least one refused them;
+        no credentials at all leave the request anonymous (endpoints that need an identity
+        answer 401 themselves).
+        """
+        refusals: list[str] = []
+        for authenticator in self.settings["eb_authenticators"]:
             try:
                 identity = await authenticator.authenticate(self.request.headers)
             except AuthError as exc:
-                raise ApiError(401, msg.UNAUTHORIZED, f"authentication failed: {exc}") from None
+                refusals.append(f"{authenticator_name(authenticator)}: {exc}")
+                continue
             if identity is not None:
                 self.identity = identity
                 return
+        if refusals:
+            raise ApiError(
+                401, msg.UNAUTHORIZED, "authentication failed (" + "; ".join(refusals) + ")"
+            )
 
     def require_identity(self) -> Identity:
         if self.identity is None:
@@ -97,12 +154,13 @@ class BaseHandler(web.RequestHandler):
     def read_model(self, cls: type[M]) -> tuple[M, dict[str, Any]]:
         """Parse and validate the body as ``cls``; 4xx with MessageItems on any problem."""
         limit = self.settings["eb_max_body_size"]
-        if len(self.request.body) > limit:
+        if self._body_size > limit:
             raise ApiError(413, msg.INVALID_REQUEST, f"the body is larger than {limit} bytes")
-        if not self.request.body.strip():
+        body = self.body
+        if not body.strip():
             raise ApiError(400, msg.INVALID_REQUEST, "the request has no body")
         try:
-            data = parse_body(self.request.body, self.request.headers.get("Content-Type"))
+            data = parse_body(body, self.request.headers.get("Content-Type"))
         except UnsupportedMediaType as exc:
             raise ApiError(415, msg.INVALID_REQUEST, str(exc)) from None
         except (BodyParseError, UnicodeDecodeError) as exc:

@@ -5,18 +5,28 @@ wild emit several spellings of the same kind (older ``type`` discriminators, ``.
 URIs with a ``-1.0`` suffix, the reference broker's ``.../kinds/computer/...``), so every kind
 we read goes through :func:`canonical_kind` first, and we always *write* the canonical v1.0 URI.
 
-Plugins add kinds by registering a class with :func:`register_kind`; anything still unknown is
-kept verbatim (see ``Unknown*`` classes in the model) so a broker can answer ``NO`` with
-``urn:not-supported`` instead of failing.
+Plugins add kinds by registering a class with :func:`register_kind` (or the ``@kind``
+decorator); an installed distribution can declare a module or class under the entry point group
+``eb_sdk.kinds``, which is imported the first time a kind is not found. Anything still unknown
+is kept verbatim (see ``Unknown*`` classes in the model) so a broker can answer ``NO`` with
+``urn:not-supported`` instead of failing. See docs/wire-model.md.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .base import EBModel
+
+log = logging.getLogger("eb_sdk.model")
+
+#: Entry point group of kind plugins: a module (its ``@kind`` classes register on import) or a
+#: ``KindModel`` subclass.
+ENTRY_POINT_GROUP = "eb_sdk.kinds"
 
 #: Base of the canonical IVOA ExecutionBroker v1.0 kind URIs.
 IVOA_KIND_BASE = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds"
@@ -100,13 +110,50 @@ def register_kind(group: str, kind: str, cls: type[EBModel]) -> None:
 
 
 def lookup_kind(group: str, kind: str) -> type[EBModel] | None:
-    """The class registered for ``kind`` in ``group`` (after canonicalisation), or None."""
-    return _REGISTRY.get(group, {}).get(canonical_kind(kind))
+    """The class registered for ``kind`` in ``group`` (after canonicalisation), or None.
+
+    On a miss the kind plugins (entry point group ``eb_sdk.kinds``) are loaded, once, and the
+    lookup is tried again.
+    """
+    found = _REGISTRY.get(group, {}).get(canonical_kind(kind))
+    if found is None and load_kind_plugins():
+        found = _REGISTRY.get(group, {}).get(canonical_kind(kind))
+    return found
 
 
 def registered_kinds(group: str) -> dict[str, type[EBModel]]:
-    """A copy of the kinds registered in ``group``."""
+    """A copy of the kinds registered in ``group`` (kind plugins included)."""
+    load_kind_plugins()
     return dict(_REGISTRY.get(group, {}))
+
+
+_plugins_loaded = False
+
+
+def load_kind_plugins() -> list[str]:
+    """Import the kind plugins of entry point group ``eb_sdk.kinds`` (only the first call does
+    anything); returns the names of the entry points loaded by this call.
+
+    An entry point may name a module, whose ``@kind`` classes register themselves on import,
+    or a class with ``GROUP`` and ``KIND``, which is registered here. A plugin that fails to
+    import is logged and skipped: its kinds stay unknown (kept verbatim), nothing else breaks.
+    """
+    global _plugins_loaded
+    if _plugins_loaded:
+        return []
+    _plugins_loaded = True
+    loaded = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            log.warning("kind plugin %s (%s) failed to load: %s", ep.name, ep.value, exc)
+            continue
+        group, kind = getattr(obj, "GROUP", None), getattr(obj, "KIND", None)
+        if isinstance(obj, type) and group and kind:
+            register_kind(group, kind, obj)
+        loaded.append(ep.name)
+    return loaded
 
 
 def kind_label(kind: str) -> str:

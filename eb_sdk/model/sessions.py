@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
-from pydantic import Field, SerializeAsAny
+from pydantic import AliasChoices, Field, SerializeAsAny
 
 from .base import Dispatch, EBModel, Instant, MinMaxFloat, UnknownMixin, kind
 from .components import (
@@ -41,7 +41,13 @@ class ExecutionRequest(EBModel):
     costs: list[CostItem] | None = None
     metrics: list[MetricItem] | None = None
     interactivity: Interactivity | None = Field(default=None, alias="jeb:interactivity")
-    name: str | None = Field(default=None, description="A name for the session (our extension).")
+    name: str | None = Field(
+        default=None,
+        alias="jeb:name",
+        validation_alias=AliasChoices("jeb:name", "name"),
+        description="Extension: a name for the session, shown with its offers and sessions "
+        "(written as jeb:name; a plain 'name' from older clients is read too).",
+    )
 
 
 class ConnectorStatus(StrEnum):
@@ -141,4 +147,9 @@ class Capabilities(EBModel):
     max_duration: str
     policies: list[str] = Field(default_factory=list)
     data_kinds: list[str] = Field(default_factory=list)
+    interactivity: dict[str, float] = Field(
+        default_factory=dict,
+        description="The network figures jeb:interactivity is checked against: bandwidth "
+        "(Mbit/s), latency (ms); empty when the broker does not check it.",
+    )
     extensions: list[str] = Field(default_factory=list)

@@ -202,8 +202,17 @@ def test_capabilities_health_openapi_metrics(broker: BrokerProcess) -> None:
     assert httpx.get(broker.url + "/health").json()["status"] == "ok"
     doc = httpx.get(broker.url + "/openapi.json").json()
     assert doc["openapi"].startswith("3.1") and "/requests" in doc["paths"]
+    # no network figures configured: jeb:interactivity is not claimed, and not checked
+    assert caps["interactivity"] == {} and "jeb:interactivity" not in caps["extensions"]
+    assert "jeb:name" in caps["extensions"]
     with broker.client() as c:
-        c.post("/requests", json=notebook_request())
+        body = {**notebook_request(), "jeb:interactivity": {"bandwidth": {"min": 1e6}}}
+        assert c.post("/requests", json=body).json()["result"] == "YES"
+        # the session name: jeb:name, and the older plain 'name' is still read
+        for key in ("jeb:name", "name"):
+            named = c.post("/requests", json={**notebook_request(), key: f"run-{key}"}).json()
+            stored = c.get(named["offers"][0]["meta"]["url"]).json()
+            assert stored["meta"]["name"] == f"run-{key}", stored["meta"]
     metrics = httpx.get(broker.url + "/metrics").text
     assert "eb_offer_seconds_count" in metrics and "eb_http_requests_total" in metrics
 

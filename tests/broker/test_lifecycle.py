@@ -12,8 +12,9 @@ import httpx
 import nbformat
 
 from tests.broker.helpers import SERVER, accept, notebook_request
+from tests.conftest import BrokerFactory
 from tests.fixtures.notebooks import write_notebook
-from tests.fixtures.services import BrokerProcess
+from tests.fixtures.services import REPO_ROOT, BrokerProcess
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
@@ -110,3 +111,58 @@ def test_server_available_survives_kill9_and_cancel_stops_it(broker: BrokerProce
     for pid in pids:
         status = Path(f"/proc/{pid}/status")
         assert not status.exists() or "zombie" in status.read_text()
+
+
+def test_running_notebook_survives_kill9_runs_once_and_completes(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    marker = tmp_path / "starts.txt"
+    nb = str(
+        write_notebook(
+            tmp_path / "slow.ipynb",
+            f"with open({str(marker)!r}, 'a') as f:\n    f.write('started\\n')",
+            "import time\ntime.sleep(6)\nprint('slept')",
+        )
+    )
+    with broker.client() as c:
+        url = _book_now(c, notebook_request(location=nb))
+        session, _ = _wait(c, url, {"RUNNING", *FINAL})
+        assert session["phase"] == "RUNNING", session
+        uuid = session["meta"]["uuid"]
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the first cell ran: the notebook is really executing
+        pids = _runner_pids(uuid)
+        assert len(pids) == 1
+    broker.kill9()
+    broker.start()
+    with broker.client() as c:
+        assert c.get(url).json()["phase"] == "RUNNING"
+        time.sleep(1.0)  # a few reconcile passes after the restart
+        assert _runner_pids(uuid) == pids, "the notebook was started twice"
+        session, seen = _wait(c, url, FINAL)
+        assert session["phase"] == "COMPLETED", session
+        assert seen[-1] == "COMPLETED" and "PREPARING" not in seen
+        out = nbformat.read(session["jeb:outputs"]["notebook"], as_version=4)
+        assert "slept" in json.dumps([cell.get("outputs") for cell in out.cells])
+    assert marker.read_text() == "started\n"  # its cells ran exactly once
+
+
+def test_a_failed_release_fails_the_session_and_says_why(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    broker = broker_factory(
+        "--LocalPlatform.cores=2",
+        "--platform=tests.fixtures.platforms:ReleaseFailsPlatform",
+        env={"PYTHONPATH": REPO_ROOT},
+    )
+    nb = str(write_notebook(tmp_path / "ok.ipynb", "print('fine')"))
+    with broker.client() as c:
+        url = _book_now(c, notebook_request(location=nb))
+        session, _ = _wait(c, url, FINAL)
+    assert session["phase"] == "FAILED", session
+    (problem,) = [m for m in session["meta"]["messages"] if "releasing" in m.get("message", "")]
+    assert problem["kind"] == "urn:platform" and problem["level"] == "ERROR"
+    assert problem["message"] == "releasing the resources failed: the scratch volume is still busy"
+    # the notebook itself ran; its output is still there
+    assert Path(session["jeb:outputs"]["notebook"]).exists()

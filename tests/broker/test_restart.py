@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine
 
 from eb_broker.ledger import current_revision, make_engine, migrate
 from tests.broker.helpers import accept, notebook_request
-from tests.fixtures.services import BrokerProcess
+from tests.fixtures.services import BrokerProcess, Postgres
 
 
 def test_kill9_keeps_bookings_and_offers(broker: BrokerProcess) -> None:
@@ -31,14 +34,23 @@ def test_kill9_keeps_bookings_and_offers(broker: BrokerProcess) -> None:
         assert accept(c, offer_url).status_code == 200
 
 
-def test_upgrade_from_0001_keeps_bookings_and_backfills(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty ledger database URL: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'l.sqlite'}"
+    pg: Postgres = request.getfixturevalue("postgres")
+    return pg.database(f"upgrade_{uuid.uuid4().hex[:12]}")
+
+
+def test_upgrade_from_0001_keeps_bookings_and_backfills(empty_db: str) -> None:
     from alembic import command
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
     from eb_broker.ledger.db import MIGRATIONS
 
-    url = f"sqlite:///{tmp_path / 'l.sqlite'}"
+    url = empty_db
     engine = make_engine(url)
     assert current_revision(engine) is None
     config = Config()

@@ -4,7 +4,11 @@ kinds are kept."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,11 +32,12 @@ from eb_sdk.model import (
     loads,
 )
 from eb_sdk.model.kinds import registered_kinds
+from tests.fixtures.services import REPO_ROOT
 
 K = IVOA_KIND_BASE
 
 FULL_REQUEST: dict[str, Any] = {
-    "name": "full",
+    "jeb:name": "full",
     "executable": {
         "kind": f"{K}/executable/docker-container.yaml",
         "meta": {"name": "step 001", "description": "a container"},
@@ -415,3 +420,175 @@ def test_notebook_parameters_extension_and_message_helper() -> None:
     }
     item = MessageItem.make("urn:x", "hello", n=3)
     assert item.dump()["values"] == {"n": "3"}
+
+
+# Every registered kind with its fields filled in (the minimal round trip above only has
+# ``kind``). A kind registered without a sample here fails the coverage test below.
+FULL_SAMPLES: dict[str, dict[str, Any]] = {
+    **{item["kind"]: item for item in FULL_REQUEST["data"]},
+    **{item["kind"]: item for item in FULL_REQUEST["costs"] + FULL_REQUEST["metrics"]},
+    FULL_REQUEST["executable"]["kind"]: FULL_REQUEST["executable"],
+    FULL_REQUEST["compute"]["kind"]: FULL_REQUEST["compute"],
+    FULL_REQUEST["compute"]["volumes"][0]["kind"]: FULL_REQUEST["compute"]["volumes"][0],
+    FULL_REQUEST["storage"][0]["kind"]: FULL_REQUEST["storage"][0],
+    SESSION["kind"]: SESSION,
+    f"{K}/session/simple-execution-session.yaml": {
+        **{k: v for k, v in SESSION.items() if k != "schedule"},
+        "kind": f"{K}/session/simple-execution-session.yaml",
+        "phase": "RUNNING",
+    },
+    f"{K}/executable/singularity-container.yaml": {
+        "kind": f"{K}/executable/singularity-container.yaml",
+        "meta": {"name": "fit", "description": "an Apptainer image"},
+        "location": "https://images.example.org/fit-2.3.sif",
+        "phase": "PREPARING",
+        "schedule": {"preparing": {"start": "2026-11-21T10:00:00Z", "duration": "PT5M"}},
+    },
+    f"{K}/executable/jupyter-notebook.yaml": {
+        "kind": f"{K}/executable/jupyter-notebook.yaml",
+        "meta": {"name": "analysis"},
+        "location": "/home/alice/analysis.ipynb",
+        "jeb:parameters": {"threshold": 3.5, "files": ["a.fits", "b.fits"], "deep": {"n": 1}},
+        "jeb:kernel": "python3",
+    },
+    "urn:jeb:v1:executable:jupyter-server": {
+        "kind": "urn:jeb:v1:executable:jupyter-server",
+        "meta": {"name": "workspace"},
+        "command": ["jupyterhub-singleuser", "--debug"],
+        "environment": {"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/", "MY_SETTING": "1"},
+        "notebook": "start-here.ipynb",
+        "root_dir": "/home/alice/work",
+    },
+    f"{K}/costs/abstract-cost-item.yaml": {
+        "kind": f"{K}/costs/abstract-cost-item.yaml",
+        "type": "urn:ivoa:calycopis:cost:carbon",
+        "description": "kg CO2e",
+    },
+    f"{K}/metrics/abstract-metric-item.yaml": {
+        "kind": f"{K}/metrics/abstract-metric-item.yaml",
+        "type": "urn:ivoa:calycopis:metric:latency",
+        "description": "ms",
+    },
+}
+
+_GROUPS = ("executable", "compute", "storage", "volume", "data", "costs", "metrics", "session")
+
+
+def test_every_registered_kind_has_a_full_sample() -> None:
+    registered = {k for g in _GROUPS for k in registered_kinds(g)}
+    assert registered <= set(FULL_SAMPLES), registered - set(FULL_SAMPLES)
+
+
+@pytest.mark.parametrize("kind", sorted(FULL_SAMPLES))
+def test_every_kind_round_trips_with_its_fields(kind: str) -> None:
+    group = next(g for g in _GROUPS if kind in registered_kinds(g))
+    cls = registered_kinds(group)[kind]
+    sample = FULL_SAMPLES[kind]
+    assert len(sample) >= 2  # the kind and its fields
+    _roundtrip(cls, sample)
+    parsed = cls.model_validate(sample)
+    assert type(parsed) is cls and not parsed.model_extra  # every field known, none left over
+    # and through its group's polymorphic slot, as a peer would send it
+    base = cls.__mro__[[c.__dict__.get("GROUP") for c in cls.__mro__].index(group)]
+    assert type(base.dispatch(sample)) is cls  # type: ignore[attr-defined]
+
+
+def test_session_name_is_jeb_name_and_plain_name_is_still_read() -> None:
+    new = ExecutionRequest.model_validate({"jeb:name": "nightly"})
+    old = ExecutionRequest.model_validate({"name": "nightly"})
+    assert new.name == old.name == "nightly"
+    assert old.dump() == {"jeb:name": "nightly"} and ExecutionRequest(name="n").dump() == {
+        "jeb:name": "n"
+    }
+
+
+PLUGIN = """
+from typing import ClassVar
+
+from eb_sdk.model import MinMax, kind
+from eb_sdk.model.executables import AbstractExecutable
+
+
+@kind
+class RScript(AbstractExecutable):
+    KIND: ClassVar[str] = "urn:example:v1:executable:r-script"
+    script: str | None = None
+    packages: list[str] | None = None
+    cran_mirror: str | None = None
+
+
+class Cluster(AbstractExecutable):  # registered by its entry point (a class, no decorator)
+    GROUP: ClassVar[str] = "executable"
+    KIND: ClassVar[str] = (
+        "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/"
+        "dask-cluster.yaml"
+    )
+    workers: MinMax | None = None
+"""
+
+CHECK = """
+import json, sys
+from eb_sdk.model import ExecutionRequest, dumps, loads
+from eb_sdk.model.kinds import registered_kinds
+from tests.fixtures.services import REPO_ROOT
+
+out = {}
+request = {
+    "executable": {
+        "kind": "urn:example:v1:executable:r-script",
+        "script": "fit.R",
+        "packages": ["data.table"],
+    }
+}
+parsed = ExecutionRequest.model_validate(request)
+out["class"] = type(parsed.executable).__name__
+out["script"] = parsed.executable.script
+out["json"] = loads(ExecutionRequest, dumps(parsed), "application/json").dump() == request
+out["yaml"] = loads(
+    ExecutionRequest, dumps(parsed, "application/yaml"), "application/yaml"
+).dump() == request
+legacy = ExecutionRequest.model_validate({"executable": {
+    "type": "https://www.purl.org/ivoa.net/EB/schema/types/executable/dask-cluster-1.0",
+    "workers": {"min": 2, "max": 8},
+}})
+out["legacy_class"] = type(legacy.executable).__name__
+out["legacy_dump"] = legacy.dump()
+out["registered"] = sorted(registered_kinds("executable"))
+json.dump(out, sys.stdout)
+"""
+
+
+def test_a_kind_plugin_found_through_its_entry_point(tmp_path: Path) -> None:
+    """A third-party distribution declares kinds under ``eb_sdk.kinds``; they dispatch,
+    round-trip, and read legacy spellings, with no import of the plugin by the caller."""
+    (tmp_path / "eb_example_kinds.py").write_text(PLUGIN)
+    info = tmp_path / "eb_example_kinds-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: eb-example-kinds\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[eb_sdk.kinds]\n"
+        "r-script = eb_example_kinds\n"
+        "dask-cluster = eb_example_kinds:Cluster\n"
+        "broken = eb_example_kinds_missing\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}"}
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECK], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["class"] == "RScript" and out["script"] == "fit.R"
+    assert out["json"] and out["yaml"]
+    assert out["legacy_class"] == "Cluster"
+    assert out["legacy_dump"] == {
+        "executable": {
+            "kind": f"{K}/executable/dask-cluster.yaml",  # canonical on output
+            "workers": {"min": 2, "max": 8},
+        }
+    }
+    assert {
+        "urn:example:v1:executable:r-script",
+        f"{K}/executable/dask-cluster.yaml",
+        f"{K}/executable/jupyter-notebook.yaml",
+    } <= set(out["registered"])
+    assert "eb_example_kinds_missing" in proc.stderr  # a broken plugin is logged, not fatal

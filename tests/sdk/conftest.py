@@ -21,6 +21,8 @@ ENV_VARS = (
     "EB_TIMEZONE",
     "JUPYTERHUB_API_TOKEN",
     "JUPYTERHUB_API_URL",
+    "JUPYTERHUB_PUBLIC_URL",
+    "JUPYTERHUB_PUBLIC_HUB_URL",
 )
 
 
@@ -102,7 +104,10 @@ def reference(quirks: QuirksServer) -> Iterator[QuirksServer]:
     """The quirks server with its knobs reset for this test."""
     quirks.state.empty_303_body = False
     quirks.state.expires_in = 300.0
+    quirks.state.delay = 0.0
+    quirks.state.forbidden = False
     quirks.state.log.clear()
+    quirks.state.authorizations.clear()
     yield quirks
 
 

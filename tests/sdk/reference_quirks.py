@@ -11,6 +11,9 @@ Quirks reproduced (the SDK must cope with each):
 * GETs are public; POSTs need HTTP Basic credentials, and a 401 body is not a MessageItem;
 * no ``/health`` (only ``/capabilities``), and the spec's ``READY`` for AVAILABLE.
 
+Knobs for failures: ``delay`` holds every answer back (a slow broker past the SDK's deadline)
+and ``forbidden`` refuses POSTs with 403 (a Spring error body, not a MessageItem).
+
 Runs tornado on its own event loop in a thread, so sync SDK calls made from a test's loop
 cannot deadlock with it.
 """
@@ -20,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import threading
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +31,7 @@ from typing import Any
 from tornado import web
 
 from tests.fixtures.services import free_port
+from tests.fixtures.threaded import ThreadedApp
 
 IVOA = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds"
 COMPUTER = f"{IVOA}/computer/simple-compute-resource.yaml"
@@ -47,8 +50,14 @@ class QuirksState:
     port: int
     empty_303_body: bool = False
     expires_in: float = 300.0
+    #: Seconds every answer is held back (a slow or overloaded broker).
+    delay: float = 0.0
+    #: Refuse every POST with 403 (valid credentials, but not allowed), as Spring answers it.
+    forbidden: bool = False
     offers_per_request: int = 2
     log: list[tuple[str, str]] = field(default_factory=list)
+    #: The Authorization header of every request (None when there was none).
+    authorizations: list[str | None] = field(default_factory=list)
     offersets: dict[str, dict[str, Any]] = field(default_factory=dict)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -93,8 +102,11 @@ class Base(web.RequestHandler):
     def initialize(self, state: QuirksState) -> None:
         self.state = state
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         self.state.log.append((self.request.method or "", self.request.path))
+        self.state.authorizations.append(self.request.headers.get("Authorization"))
+        if self.state.delay:
+            await asyncio.sleep(self.state.delay)
 
     def check_basic(self) -> bool:
         scheme, _, value = (self.request.headers.get("Authorization") or "").partition(" ")
@@ -109,6 +121,18 @@ class Base(web.RequestHandler):
         self.finish(json.dumps(body))
         return False
 
+    def check_post(self) -> bool:
+        """HTTP Basic, then (when ``forbidden``) 403 for a user who may not do this."""
+        if not self.check_basic():
+            return False
+        if self.state.forbidden:
+            self.set_status(403)
+            self.set_header("Content-Type", "application/json")
+            body = {"timestamp": _iso(datetime.now(UTC)), "status": 403, "error": "Forbidden"}
+            self.finish(json.dumps(body))
+            return False
+        return True
+
     def send(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
@@ -117,7 +141,7 @@ class Base(web.RequestHandler):
 
 class Requests(Base):
     def post(self) -> None:
-        if not self.check_basic():
+        if not self.check_post():
             return
         answer = self.state.make_offers(json.loads(self.request.body or b"{}"))
         self.set_status(303)
@@ -147,7 +171,7 @@ class Session(Base):
         self.send(session)
 
     def post(self, sid: str) -> None:
-        if not self.check_basic():
+        if not self.check_post():
             return
         session = self.state.sessions.get(sid)
         if session is None:
@@ -166,42 +190,6 @@ class Session(Base):
 class Capabilities(Base):
     def get(self) -> None:
         self.send({"name": "reference", "platform": "reference", "version": "1.0"})
-
-
-class ThreadedApp:
-    """A tornado application on its own event loop in a daemon thread."""
-
-    def __init__(self, routes: list[Any], port: int | None = None) -> None:
-        self.routes = routes
-        self.port = port or free_port()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ThreadedApp:
-        ready = threading.Event()
-
-        async def serve() -> None:
-            server = web.Application(self.routes).listen(self.port, "127.0.0.1")
-            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-            ready.set()
-            await self._stop.wait()
-            server.stop()
-
-        self._thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
 
 
 class QuirksServer:

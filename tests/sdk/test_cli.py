@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import BrokerFactory
 from tests.fixtures.services import BrokerProcess
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -134,3 +135,39 @@ def test_errors_are_one_line_with_exit_codes(run: Run, notebook: Path) -> None:
     assert nobody.returncode == 2 and "no brokers configured" in _one_error_line(nobody)
     dead = run("request", str(notebook), "-b", "http://127.0.0.1:9", "--start", "in 2 hours")
     assert dead.returncode == 1 and "cannot connect" in _one_error_line(dead)
+
+
+def test_gpus_duration_and_network_flags(
+    run: Run, broker_factory: BrokerFactory, notebook: Path
+) -> None:
+    gpu = broker_factory(
+        "--LocalPlatform.cores=4",
+        '--LocalPlatform.accelerators={"gpu:A100": 2}',
+        "--EBBroker.interactivity_bandwidth_mbit=100",
+        "--EBBroker.hold_offers=False",
+    )
+    env = {"EB_BROKERS": f"gpu={gpu.url}", "EB_TOKEN": gpu.tokens["alice"]}
+    ask = ["request", str(notebook), "--start", "in 2 hours", "--json"]
+    proc = run(*ask, "--gpus", "1", "--gpu-model", "A100", "--duration", "90 min", **env)
+    assert proc.returncode == 0, proc.stderr
+    offers = json.loads(proc.stdout)["offers"]
+    assert offers and all(o["gpus"] == 1 and o["duration_s"] == 5400 for o in offers)
+    (accel,) = offers[0]["offer"]["compute"]["jeb:accelerators"]
+    assert (accel["type"], accel["model"]) == ("GPU", "A100")
+    # three A100s: more than the platform has; an H100: a model it has none of
+    three = run(*ask, "--gpus", "3", "--gpu-model", "A100", **env)
+    assert three.returncode == 3 and "urn:resource-limit" in three.stdout
+    other = run(*ask, "--gpus", "1", "--gpu-model", "H100", **env)
+    assert other.returncode == 3 and "no gpu:H100 accelerators" in other.stdout
+    # --gpu-model alone is an error, not silently dropped
+    alone = run(*ask, "--gpu-model", "A100", **env)
+    assert alone.returncode == 2 and "needs --gpus N" in _one_error_line(alone)
+    # jeb:interactivity: this broker knows its users get 100 Mbit/s
+    fast = run(*ask, "--bandwidth", "1 Gbit/s", **env)
+    assert fast.returncode == 3 and "1000 Mbit/s" in fast.stdout
+    enough = run(*ask, "--bandwidth", "50", "--latency", "20 ms", **env)
+    assert enough.returncode == 0, enough.stderr
+    sent = json.loads(enough.stdout)["offers"][0]
+    assert sent["duration_s"] == 3600  # the broker's default duration
+    bad = run(*ask, "--bandwidth", "fast", **env)
+    assert bad.returncode == 2 and "bandwidth" in _one_error_line(bad)

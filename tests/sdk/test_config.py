@@ -54,7 +54,12 @@ def test_explicit_brokers_and_names() -> None:
     assert [b.name for b in resolve_brokers("alpha", env)] == ["alpha"]
     explicit = resolve_brokers(["http://user:pw@c.example:9000", "d=http://d.example"], env)
     assert explicit[0].url == "http://c.example:9000" and explicit[0].username == "user"
-    assert explicit[1].name == "d" and explicit[1].token == "t"
+    assert explicit[1].name == "d" and explicit[1].token is None  # EB_TOKEN is alpha's
+    # the URL of a configured broker is that broker, credentials and all
+    (same,) = resolve_brokers("http://a.example/", env)
+    assert (same.name, same.token) == ("alpha", "t")
+    (renamed,) = resolve_brokers("mine=http://a.example", env)
+    assert (renamed.name, renamed.token) == ("mine", "t")
     with pytest.raises(eb.ConfigError, match="known: alpha"):
         resolve_brokers("gamma", env)
     with pytest.raises(eb.ConfigError, match="no brokers configured"):
@@ -75,6 +80,56 @@ def test_jupyterhub_environment() -> None:
     # EB_BROKERS set by the spawner wins, and still uses the hub token
     (named,) = configured_brokers({**env, "EB_BROKERS": "eb=http://eb:8082"})
     assert named.name == "eb" and named.token == "hubtok"
+
+
+def test_environment_tokens_only_go_to_their_brokers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "brokers.yaml"
+    path.write_text("brokers:\n  - {name: site, url: 'https://site.example/eb'}\n")
+    env = {
+        "EB_BROKERS": "alpha=http://a.example",
+        "EB_TOKEN": "eb-token",
+        "EB_TOKEN_SITE": "site-token",
+        "EB_TOKEN_EVIL": "evil-token",
+        "EB_CONFIG": str(path),
+        "JUPYTERHUB_API_TOKEN": "hub-token",
+        "JUPYTERHUB_API_URL": "http://hub.example:8081/hub/api",
+        "JUPYTERHUB_PUBLIC_URL": "https://jupyter.example.org/",
+    }
+    alpha, site = configured_brokers(env)
+    assert alpha.token == "eb-token"  # EB_BROKERS: EB_TOKEN
+    assert site.token == "site-token"  # the config file: its own EB_TOKEN_<NAME> only
+    del env["EB_TOKEN_SITE"]
+    assert configured_brokers(env)[1].token is None  # never EB_TOKEN, never the hub's
+    tokens = {
+        b.url: b.token
+        for b in resolve_brokers(
+            [
+                "https://evil.example",  # a URL from someone else's notebook
+                "evil=https://evil2.example",  # named: EB_TOKEN_EVIL is not for it either
+                eb.Broker("https://evil3.example"),
+                "http://hub.example:8000/services/eb",  # the hub's host: the hub token
+                "https://jupyter.example.org/services/eb-broker",  # the hub's public host
+            ],
+            env,
+        )
+    }
+    assert tokens == {
+        "https://evil.example": None,
+        "https://evil2.example": None,
+        "https://evil3.example": None,
+        "http://hub.example:8000/services/eb": "hub-token",
+        "https://jupyter.example.org/services/eb-broker": "hub-token",
+    }
+    # a session URL of an unknown broker is followed without credentials
+    from eb_sdk.aio import _broker_of_url
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    foreign = _broker_of_url("https://evil.example/sessions/1234", [alpha])
+    assert foreign.url == "https://evil.example" and not foreign.auth_headers()
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import nbformat
 import pytest
 
@@ -185,3 +186,45 @@ def test_configured_brokers_from_the_environment(
     offers = eb.request(eb.Notebook(notebook), start="in 2 hours", brokers="beta")
     assert offers.brokers == ["beta"]
     offers.earliest().reject()
+
+
+def test_gpus_of_a_model_on_a_broker_with_an_accelerator_pool(
+    broker_factory: BrokerFactory, notebook: Path
+) -> None:
+    process = broker_factory(
+        "--LocalPlatform.cores=8",
+        '--LocalPlatform.accelerators={"gpu:A100": 2, "gpu:T4": 1}',
+        "--EBBroker.interactivity_bandwidth_mbit=1000",
+        "--EBBroker.interactivity_latency_ms=25",
+    )
+    broker = eb.Broker(process.url, name="gpu", token=process.tokens["alice"])
+    (status,) = eb.brokers([broker])
+    assert status.ok
+    caps = httpx.get(process.url + "/capabilities", timeout=10).json()
+    assert caps["accelerators"] == {"gpu:A100": 2, "gpu:T4": 1}
+    assert caps["interactivity"] == {"bandwidth": 1000, "latency": 25}
+    assert "jeb:interactivity" in caps["extensions"]
+    when = "tomorrow 10:00"
+    compute = eb.Compute(cores=1, gpus=1, gpu_model="A100")
+    first = eb.request(eb.Notebook(notebook), compute=compute, start=when, brokers=[broker])
+    assert first and first.earliest().gpus == 1
+    (accel,) = first.earliest().wire.compute.accelerators  # type: ignore[union-attr]
+    assert accel.model == "A100" and accel.count.min == 1
+    first.earliest().accept()
+    # the second A100 is still free at that time; the third is not
+    second = eb.request(eb.Notebook(notebook), compute=compute, start=when, brokers=[broker])
+    second.earliest().accept()
+    third = eb.request(eb.Notebook(notebook), compute=compute, start=when, brokers=[broker])
+    assert not third and any("A100" in m.message or "" for _, m in third.reasons)
+    # any GPU model: the T4 is free
+    anything = eb.request(
+        eb.Notebook(notebook), compute=eb.Compute(gpus=1), start=when, brokers=[broker]
+    )
+    assert anything and anything.earliest().wire.compute.accelerators[0].model == "T4"  # type: ignore[union-attr]
+    # jeb:interactivity is checked against the figures the broker was given
+    needs = eb.Interactivity(bandwidth="10 Gbit/s", latency=10)
+    refused = eb.request(eb.Notebook(notebook), interactivity=needs, brokers=[broker])
+    texts = " ".join(m.message or "" for _, m in refused.reasons)
+    assert not refused and "10000 Mbit/s" in texts and "at most 10 ms" in texts
+    fine = eb.Interactivity(bandwidth=100, latency="50 ms")
+    assert eb.request(eb.Notebook(notebook), interactivity=fine, brokers=[broker])
