@@ -429,6 +429,11 @@ class LocalPlatform(Platform):
                 close_fds=True,
             )
 
+    def _child_running(self, pid: int | None) -> bool:
+        """True when ``pid`` is a runner this process started and it has not exited."""
+        proc = self._children.get(pid) if pid else None
+        return proc is not None and proc.poll() is None
+
     def _reap(self) -> None:
         for pid, proc in list(self._children.items()):
             if proc.poll() is not None:
@@ -452,8 +457,10 @@ class LocalPlatform(Platform):
         handle_pid = spec.handle.get("pid") if spec.handle else None
         if status is None or status.get("state") not in rn.FINAL_STATES:
             pid = (status or {}).get("pid") or handle_pid or rn.read_pid(session_dir / rn.PID_FILE)
-            alive = rn.runner_alive(pid) or (
-                status is None and rn.lock_held(session_dir / rn.LOCK_FILE)
+            alive = (
+                self._child_running(pid)
+                or rn.runner_alive(pid)
+                or (status is None and rn.lock_held(session_dir / rn.LOCK_FILE))
             )
             if not alive:
                 # it may have finished between our read and the liveness check: read again
