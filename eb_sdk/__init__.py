@@ -43,7 +43,16 @@ from ._sync import (
     sessions,
 )
 from ._version import __version__
-from .builders import Compute, Container, Data, JupyterServer, Notebook, Singularity, Storage
+from .builders import (
+    Compute,
+    Container,
+    Data,
+    JupyterServer,
+    Notebook,
+    Singularity,
+    Storage,
+    VirtualMachine,
+)
 from .model import Phase
 from .offers import Offer, Offers
 from .sessions import Event, Session
@@ -80,6 +89,7 @@ __all__ = [
     "Singularity",
     "Storage",
     "Timeout",
+    "VirtualMachine",
     "__version__",
     "aio",
     "brokers",
