@@ -47,9 +47,12 @@ def test_vm_booked_for_later_created_at_the_slot_available_cancelled(
     """A VM booked 12 s ahead: offers are whole flavors within the request, nothing exists on
     the cloud until the slot (minus the preparation), then the server is created with the
     smallest flavor that gives the booked resources, the request's image, user data and SSH
-    key; ACTIVE → RUNNING → AVAILABLE (console check) with an SSH connector; cancelling
-    deletes the server and its keypair."""
-    broker = os_broker()
+    key, a security group of its own that opens port 22 and a floating IP (which waits for a
+    port: these servers have no network); ACTIVE → RUNNING → AVAILABLE (console check) with an
+    SSH connector; cancelling deletes the server, its keypair, security group and floating IP."""
+    broker = os_broker(
+        session_security_group=True, allowed_cidr="198.51.100.0/24", floating_network="eb-public"
+    )
     start = (datetime.now(UTC) + timedelta(seconds=12)).replace(microsecond=0)
     body = vm_request(
         {"min": 2},
@@ -86,9 +89,25 @@ def test_vm_booked_for_later_created_at_the_slot_available_cancelled(
         assert "eb-broker:eb-broker" in server.tags
         assert server.metadata["eb-session"] == uuid and server.metadata["eb-owner"] == "alice"
         assert os_site.project.user_data(server.id) == USER_DATA
+        member = os_site.project.member()
+        try:
+            group = member.network.find_security_group(f"eb-{uuid}", ignore_missing=False)
+            rules = [
+                (r["port_range_min"], r["remote_ip_prefix"]) for r in group.security_group_rules
+            ]
+            assert rules == [(22, "198.51.100.0/24")]
+            (ip,) = member.network.ips(description=f"Execution Broker session {uuid}")
+            assert ip.floating_ip_address.startswith("203.0.113.")
+        finally:
+            member.close()
 
         session = wait_phase(c, url, {"RUNNING", *FINAL})
         assert session["phase"] == "RUNNING", session
+        wait_for(
+            lambda: "waits for the server's network port" in messages(c.get(url).json()),
+            30,
+            "the floating IP waiting for a port",
+        )
         wait_for(
             lambda: "waiting for the server's address" in messages(c.get(url).json()),
             30,
@@ -110,6 +129,8 @@ def test_vm_booked_for_later_created_at_the_slot_available_cancelled(
             assert wait_phase(c, url, FINAL)["phase"] == "CANCELLED"
             wait_for(lambda: site_server(os_site, uuid) is None, 30, "the server deleted")
             assert member.compute.find_keypair(f"eb-{uuid}") is None
+            assert member.network.find_security_group(f"eb-{uuid}") is None
+            assert not list(member.network.ips(description=f"Execution Broker session {uuid}"))
         finally:
             member.close()
 

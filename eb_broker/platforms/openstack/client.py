@@ -356,11 +356,18 @@ class CloudClient:
         conn.network.delete_security_group(group_id, ignore_missing=True)
 
     @staticmethod
-    def create_floating_ip(conn: Any, network_id: str, port_id: str, description: str) -> JSON:
-        ip = conn.network.create_ip(
-            floating_network_id=network_id, port_id=port_id, description=description
-        )
-        return {"id": ip.id, "address": ip.floating_ip_address}
+    def create_floating_ip(conn: Any, network_id: str, description: str) -> JSON:
+        """A floating IP from ``network_id`` described as ``description``: the one that
+        exists (a launch after a crash), else a new one. Not attached to anything yet."""
+        found = list(conn.network.ips(floating_network_id=network_id, description=description))
+        ip = found[0] if found else None
+        if ip is None:
+            ip = conn.network.create_ip(floating_network_id=network_id, description=description)
+        return {"id": ip.id, "address": ip.floating_ip_address, "port_id": ip.port_id or ""}
+
+    @staticmethod
+    def attach_floating_ip(conn: Any, ip_id: str, port_id: str) -> None:
+        conn.network.update_ip(ip_id, port_id=port_id)
 
     @staticmethod
     def delete_floating_ip(conn: Any, ip_id: str) -> None:

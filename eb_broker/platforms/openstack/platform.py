@@ -865,6 +865,16 @@ class OpenStackPlatform(Platform):
             )
             groups.append({"name": name})
 
+        floating: dict[str, Any] = {}
+        if profile["floating_network"]:
+            network_id = (await self._networks_of(str(profile["floating_network"])))[0]["uuid"]
+            floating = await run(
+                "allocate a floating IP",
+                CloudClient.create_floating_ip,
+                network_id,
+                f"Execution Broker session {spec.uuid}",
+            )
+
         token = str(spec.handle.get("token") or "")
         output = ""
         if isinstance(executable, VirtualMachine):
@@ -900,6 +910,8 @@ class OpenStackPlatform(Platform):
             "token": token,
             "output": output,
         }
+        if floating:
+            handle.update(floating_ip_id=floating["id"], floating_ip=floating["address"])
         return server, handle
 
     async def _networks_of(self, network: str) -> Any:
@@ -966,9 +978,10 @@ class OpenStackPlatform(Platform):
 
         if reading.state in (PlatformState.RUNNING, PlatformState.AVAILABLE):
             updates.update(await self._attach_floating_ip(spec, server, messages))
+        attached = updates.get("floating_ip_attached") or handle.get("floating_ip_attached")
         address = server_address(
             server,
-            floating_ip=str(updates.get("floating_ip") or handle.get("floating_ip") or ""),
+            floating_ip=str(handle.get("floating_ip") or "") if attached else "",
             network=str(handle.get("network") or ""),
         )
         if reading.needs_ready_check:
@@ -1098,30 +1111,34 @@ class OpenStackPlatform(Platform):
     async def _attach_floating_ip(
         self, spec: SessionSpec, server: JSON, messages: list[MessageItem]
     ) -> dict[str, Any]:
-        """Give an ACTIVE server a floating IP from ``floating_network`` (once)."""
-        network = str(spec.handle.get("floating_network") or "")
-        if not network or spec.handle.get("floating_ip_id"):
+        """Attach the session's floating IP to the ACTIVE server's port (once)."""
+        handle = spec.handle
+        if not handle.get("floating_ip_id") or handle.get("floating_ip_attached"):
             return {}
+        address = handle.get("floating_ip")
         run = self.client.run
         try:
             ports = await run("list the server's ports", CloudClient.ports, server["id"])
             if not ports:
                 messages.append(
-                    msg.warn(msg.PLATFORM, "no floating IP: the server has no network port")
+                    msg.warn(
+                        msg.PLATFORM,
+                        f"the floating IP {address} waits for the server's network port",
+                    )
                 )
                 return {}
-            network_id = (await self._networks_of(network))[0]["uuid"]
-            ip = await run(
-                "create a floating IP",
-                CloudClient.create_floating_ip,
-                network_id,
+            await run(
+                "attach the floating IP",
+                CloudClient.attach_floating_ip,
+                str(handle["floating_ip_id"]),
                 ports[0]["id"],
-                f"Execution Broker session {spec.uuid}",
             )
-        except (OpenStackUnavailable, OpenStackError, ValueError) as exc:
-            messages.append(msg.warn(msg.PLATFORM, f"no floating IP yet: {exc}"))
+        except (OpenStackUnavailable, OpenStackError) as exc:
+            messages.append(
+                msg.warn(msg.PLATFORM, f"the floating IP {address} is not attached: {exc}")
+            )
             return {}
-        return {"floating_ip_id": ip["id"], "floating_ip": ip["address"]}
+        return {"floating_ip_attached": True}
 
     async def stop(self, spec: SessionSpec) -> None:
         """Delete the server (Nova stops it; the VM gets an ACPI shutdown first where the
