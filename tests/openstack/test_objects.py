@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from eb_broker.platforms.base import PlatformState, SessionSpec
+from eb_broker.platforms.base import PlatformState
 from eb_broker.platforms.openstack import OpenStackPlatform
 from eb_broker.platforms.openstack.objects import (
     Flavor,
@@ -31,9 +31,8 @@ from eb_broker.platforms.openstack.objects import (
     systemd_unquote,
 )
 from eb_broker.scheduling import Demand, Resources
-from eb_broker.translate import utcnow
 from eb_sdk.model import ExecutionRequest
-from tests.broker.helpers import COMPUTE, NOTEBOOK, SERVER
+from tests.broker.helpers import COMPUTE, NOTEBOOK, SERVER, session_spec
 
 VM = "urn:jeb:v1:executable:virtual-machine"
 CLASSES = {"CUSTOM_GPU_A100": "gpu:A100"}
@@ -220,20 +219,6 @@ def test_profiles_merge_and_unknown_keys_are_refused() -> None:
         server_tag("a/b")
 
 
-def session(body: dict[str, Any], uuid: str = "u-1") -> SessionSpec:
-    now = utcnow()
-    return SessionSpec(
-        uuid=uuid,
-        owner="alice",
-        groups=(),
-        request=ExecutionRequest.model_validate(body),
-        resources=Resources(1, 1),
-        start=now,
-        end=now + timedelta(hours=1),
-        preparation=timedelta(seconds=60),
-    )
-
-
 def test_systemd_quoting_round_trips() -> None:
     args = ["papermill", "nb 1.ipynb", '{"x": "$HOME 100%"}', "a\\b", 'say "hi"']
     line = systemd_quote(args)
@@ -245,7 +230,7 @@ def test_systemd_quoting_round_trips() -> None:
 
 def test_cloud_config_of_a_server_and_a_notebook() -> None:
     profile = {"vm_user": "jovyan", "server_port": 8888, "server_command": ["jupyter", "server"]}
-    spec = session(
+    spec = session_spec(
         {
             "executable": {
                 "kind": SERVER,
@@ -264,7 +249,7 @@ def test_cloud_config_of_a_server_and_a_notebook() -> None:
     assert settings["User"] == "jovyan" and settings["Restart"] == "on-failure"
     assert "ExecStopPost" not in settings
 
-    spec = session(
+    spec = session_spec(
         {
             "executable": {
                 "kind": NOTEBOOK,

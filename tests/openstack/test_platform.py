@@ -5,7 +5,6 @@ cloud cannot be reached."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,8 @@ from eb_broker.platforms.base import PlatformState, PlatformUnavailable, Session
 from eb_broker.platforms.openstack import OpenStackPlatform
 from eb_broker.platforms.openstack.client import CloudClient
 from eb_broker.scheduling import Resources
-from eb_broker.translate import utcnow
 from eb_sdk.model import ExecutionRequest
-from tests.broker.helpers import COMPUTE
+from tests.broker.helpers import COMPUTE, session_spec
 from tests.fixtures.kubernetes import wait_for
 from tests.fixtures.openstack import ADMIN_CLOUD
 from tests.fixtures.services import free_port
@@ -31,18 +29,7 @@ VM = {
 
 
 def spec(uuid: str, handle: dict[str, Any] | None = None) -> SessionSpec:
-    now = utcnow()
-    return SessionSpec(
-        uuid=uuid,
-        owner="alice",
-        groups=(),
-        request=ExecutionRequest.model_validate(VM),
-        resources=Resources(1, 1),
-        start=now,
-        end=now + timedelta(hours=1),
-        preparation=timedelta(seconds=2),
-        handle=handle or {},
-    )
+    return session_spec(VM, uuid, handle)
 
 
 def platform_for(site: Site, **options: Any) -> OpenStackPlatform:
@@ -196,3 +183,40 @@ def test_client_reads_flavors_with_extra_specs(os_site: Site) -> None:
         assert flavors["eb.2c4g"]["vcpus"] == 2 and flavors["eb.2c4g"]["ram"] == 4096
     finally:
         client.close()
+
+
+async def test_application_credentials_without_clouds_yaml(os_site: Site, tmp_path: Path) -> None:
+    """The broker's credentials as an application credential given inline (cloud_config), no
+    clouds.yaml entry: it reads the cloud and creates servers with it."""
+    member = os_site.project.member()
+    try:
+        credential = member.identity.create_application_credential(
+            user=os_site.project.user_id, name="eb-broker"
+        )
+    finally:
+        member.close()
+    empty = tmp_path / "empty-clouds.yaml"
+    empty.write_text("clouds: {}\n")
+    platform = OpenStackPlatform(
+        clouds_yaml=str(empty),
+        cloud_config={
+            "auth_type": "v3applicationcredential",
+            "auth": {
+                "auth_url": os_site.cloud.auth_url,
+                "application_credential_id": credential.id,
+                "application_credential_secret": credential.secret,
+            },
+            "region_name": "RegionOne",
+        },
+        network="none",
+        readiness="active",
+    )
+    try:
+        capacity = await asyncio.to_thread(platform.capacity)
+        assert capacity.base.cores > 0
+        handle = await platform.launch(spec("appc-1"))
+        assert handle["flavor"] == "eb.1c1g"
+        await platform.release(spec("appc-1", handle))
+        wait_for(lambda: not os_site.project.servers(), 30, "the server deleted")
+    finally:
+        await platform.close()

@@ -160,12 +160,10 @@ class CloudClient:
         config = loader.OpenStackConfig(
             config_files=[self.config_file] if self.config_file else None
         )
-        region = config.get_one(
-            cloud=self.cloud or None,
-            region_name=self.region or None,
-            api_timeout=self.timeout,
-            **self.overrides,
-        )
+        settings: dict[str, Any] = {"api_timeout": self.timeout}
+        if self.region:
+            settings["region_name"] = self.region
+        region = config.get_one(cloud=self.cloud or None, **{**settings, **self.overrides})
         return connection.Connection(config=region)
 
     def _conn(self) -> Any:
@@ -190,6 +188,10 @@ class CloudClient:
         return await loop.run_in_executor(
             self._pool, functools.partial(self.call, what, fn, *args, **kwargs)
         )
+
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the pool (for a sequence of :meth:`call` s)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
         with self._lock:

@@ -555,9 +555,8 @@ class OpenStackPlatform(Platform):
         return [("openstack:foreign-servers", now, end, self._view.foreign)]
 
     async def refresh(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            view, images = await loop.run_in_executor(self.client._pool, self._read_view)
+            view, images = await self.client.offload(self._read_view)
         except OpenStackUnavailable as exc:
             self._mark_unavailable(str(exc))
             return
