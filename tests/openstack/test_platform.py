@@ -59,16 +59,26 @@ def count_calls(platform: OpenStackPlatform) -> list[str]:
 
 
 async def test_launch_adopts_and_poll_lists_once(os_site: Site) -> None:
-    platform = platform_for(os_site, placement_cloud=ADMIN_CLOUD, readiness="active")
+    platform = platform_for(
+        os_site,
+        placement_cloud=ADMIN_CLOUD,
+        readiness="active",
+        session_security_group=True,
+        floating_network="eb-public",
+    )
+    member = os_site.project.member()
     try:
         await asyncio.to_thread(platform.capacity)
         calls = count_calls(platform)
         first = await platform.launch(spec("aaaa-1"))
         again = await platform.launch(spec("aaaa-1"))  # after a crash: adopt, create nothing
-        assert again["server_id"] == first["server_id"]
+        assert again == first
         assert first["flavor"] == "eb.1c1g" and first["name"] == "eb-aaaa-1"
         assert calls.count("create the server") == 1
         assert len([s for s in os_site.project.servers() if s.name == "eb-aaaa-1"]) == 1
+        assert len(list(member.network.security_groups(name="eb-aaaa-1"))) == 1
+        description = "Execution Broker session aaaa-1"
+        assert len(list(member.network.ips(description=description))) == 1
         second = await platform.launch(spec("bbbb-2"))
         specs = [spec("aaaa-1", first), spec("bbbb-2", second), spec("cccc-3", {"server_id": "x"})]
 
@@ -77,8 +87,9 @@ async def test_launch_adopts_and_poll_lists_once(os_site: Site) -> None:
             return all(statuses[s.uuid].state == PlatformState.AVAILABLE for s in specs[:2])
 
         await until(all_available, 60, "both servers ACTIVE")
+        await platform.poll(specs)  # may look for the servers' ports (floating IPs)
         calls.clear()
-        statuses = await platform.poll(specs)
+        statuses = await platform.poll(specs)  # those checks are not due again yet
         assert calls == ["list servers"], "one list call for every session"
         assert statuses["cccc-3"].state == PlatformState.GONE
         assert statuses["aaaa-1"].outputs == {"server": first["server_id"], "flavor": "eb.1c1g"}
@@ -87,7 +98,10 @@ async def test_launch_adopts_and_poll_lists_once(os_site: Site) -> None:
             await platform.release(one)
             await platform.release(one)  # idempotent
         wait_for(lambda: not os_site.project.servers(), 30, "the servers deleted")
+        assert not list(member.network.security_groups(name="eb-aaaa-1"))
+        assert not list(member.network.ips(description=description))
     finally:
+        member.close()
         await platform.close()
 
 

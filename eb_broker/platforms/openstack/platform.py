@@ -12,7 +12,7 @@ import base64
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -90,6 +90,20 @@ class SessionSettings:
     port: int = 0
     path: str = "/"
     ssh: bool = False
+
+
+@dataclass
+class _Extras:
+    """What a session's server is created with besides itself."""
+
+    key_name: str = ""
+    keypair: str = ""  # created for the session (deleted with it)
+    groups: list[dict[str, str]] = field(default_factory=list)
+    group: str = ""  # id of the session's own security group
+    floating_ip: dict[str, Any] = field(default_factory=dict)
+    user_data: str = ""
+    token: str = ""
+    output: str = ""
 
 
 class OpenStackPlatform(Platform):
@@ -761,8 +775,10 @@ class OpenStackPlatform(Platform):
         return handle
 
     async def launch(self, spec: SessionSpec) -> dict[str, Any]:
-        """Create the session's server (and its keypair and security group), or adopt the
-        server of that name when it exists.
+        """Create the session's server with its keypair, security group and floating IP, or
+        adopt what exists of them (a launch after a crash creates nothing twice: the server
+        and keypair are found by name, the security group by name, the floating IP by its
+        description).
 
         While the API is down nothing can be created: :class:`OpenStackUnavailable` (a
         ``PlatformUnavailable``) makes the reconciler keep the session PREPARING and call
@@ -770,33 +786,25 @@ class OpenStackPlatform(Platform):
         """
         settings = self.settings(spec.request, with_pools(spec.resources))
         try:
+            extras = await self._extras(spec, settings)
             found = await self.client.run(
                 "look for the server", CloudClient.servers_named, server_name(spec.uuid)
             )
             if found:
                 server = found[0]
                 self.log.info("adopting server %s of %s", server["id"], spec.uuid)
-                handle = {**spec.handle, **self._created_handle(spec, settings, None, "", "")}
             else:
-                server, handle = await self._create(spec, settings)
+                server = await self._create(spec, settings, extras)
         except OpenStackUnavailable as exc:
             self._mark_unavailable(str(exc))
             raise
         self._mark_available()
-        flavor = (server.get("flavor") or {}).get("original_name") or handle.get("flavor", "")
-        return {**handle, "server_id": server["id"], "flavor": flavor}
-
-    def _created_handle(
-        self,
-        spec: SessionSpec,
-        settings: SessionSettings,
-        flavor: Flavor | None,
-        keypair: str,
-        group: str,
-    ) -> dict[str, Any]:
         profile = settings.profile
-        handle: dict[str, Any] = {
+        handle = {
+            **spec.handle,
+            "server_id": server["id"],
             "name": server_name(spec.uuid),
+            "flavor": (server.get("flavor") or {}).get("original_name") or "",
             "kind": settings.kind,
             "interactive": settings.interactive,
             "readiness": settings.readiness,
@@ -806,23 +814,61 @@ class OpenStackPlatform(Platform):
             "ssh": settings.ssh,
             "user": profile["vm_user"],
             "network": profile["network"],
-            "floating_network": profile["floating_network"],
+            "keypair": extras.keypair,
+            "security_group": extras.group,
+            "output": extras.output,
+            "token": extras.token,
         }
-        if flavor is not None:
-            handle["flavor"] = flavor.name
-        if keypair or "keypair" not in spec.handle:
-            handle["keypair"] = keypair
-        if group or "security_group" not in spec.handle:
-            handle["security_group"] = group
+        if extras.floating_ip:
+            handle.update(floating_ip_id=extras.floating_ip["id"])
+            handle.update(floating_ip=extras.floating_ip["address"])
         return handle
 
-    async def _create(
-        self, spec: SessionSpec, settings: SessionSettings
-    ) -> tuple[JSON, dict[str, Any]]:
+    async def _extras(self, spec: SessionSpec, settings: SessionSettings) -> _Extras:
+        """What a server is created with besides itself (each made only once, see launch)."""
+        profile = settings.profile
+        executable = spec.request.executable
+        run = self.client.run
+        name = server_name(spec.uuid)
+        extras = _Extras(key_name=str(profile["key_name"]))
+        if isinstance(executable, VirtualMachine) and executable.ssh_public_key:
+            key = executable.ssh_public_key.strip()
+            await run("create the keypair", CloudClient.create_keypair, name, key)
+            extras.keypair = extras.key_name = name
+        extras.groups = [{"name": g} for g in profile["security_groups"]]
+        if profile["session_security_group"]:
+            ports = [p for p in (22 if settings.ssh else 0, settings.port) if p]
+            extras.group = await run(
+                "create the security group",
+                CloudClient.create_security_group,
+                name,
+                f"Execution Broker session {spec.uuid}",
+                [(p, str(profile["allowed_cidr"])) for p in ports],
+            )
+            extras.groups.append({"name": name})
+        if profile["floating_network"]:
+            network_id = (await self._networks_of(str(profile["floating_network"])))[0]["uuid"]
+            extras.floating_ip = await run(
+                "allocate a floating IP",
+                CloudClient.create_floating_ip,
+                network_id,
+                f"Execution Broker session {spec.uuid}",
+            )
+        if settings.kind in (KIND_SERVER, KIND_NOTEBOOK, KIND_CONTAINER):
+            token = str(spec.handle.get("token") or "")
+            if settings.kind == KIND_SERVER and not token:  # booked before book() made one
+                token = secrets.token_hex(24)
+            program = session_program(spec, settings.kind, profile, token)
+            extras.user_data = cloud_config(spec, program)
+            extras.output, extras.token = program.output, program.token
+        elif isinstance(executable, VirtualMachine):
+            extras.user_data = executable.user_data or ""
+        return extras
+
+    async def _create(self, spec: SessionSpec, settings: SessionSettings, extras: _Extras) -> JSON:
         profile = settings.profile
         request = spec.request
         executable = request.executable
-        run = self.client.run
         flavors = self._flavors_for(request, profile)
         flavor = smallest_flavor(flavors, spec.resources)
         if flavor is None:
@@ -830,88 +876,33 @@ class OpenStackPlatform(Platform):
                 f"no flavor gives the booked {spec.resources.describe()} (flavors: "
                 f"{', '.join(f.describe() for f in flavors) or 'none'})"
             )
-        image_name = (
+        image = (
             executable.image if isinstance(executable, VirtualMachine) and executable.image else ""
         ) or str(profile["image"])
-        image_id = self._images.get(image_name) or (
-            (await run("find the image", CloudClient.find, "image", "image", image_name)) or {}
+        image_id = self._images.get(image) or (
+            (await self.client.run("find the image", CloudClient.find, "image", "image", image))
+            or {}
         ).get("id")
         if not image_id:
-            raise ValueError(f"the cloud has no image {image_name!r}")
-        networks = await self._networks_of(str(profile["network"]))
-        name = server_name(spec.uuid)
-
-        keypair = ""
-        key_name = str(profile["key_name"])
-        if isinstance(executable, VirtualMachine) and executable.ssh_public_key:
-            await run(
-                "create the keypair",
-                CloudClient.create_keypair,
-                name,
-                executable.ssh_public_key.strip(),
-            )
-            keypair = key_name = name
-        groups = [{"name": g} for g in profile["security_groups"]]
-        group = ""
-        if profile["session_security_group"]:
-            ports = [p for p in (22 if settings.ssh else 0, settings.port) if p]
-            group = await run(
-                "create the security group",
-                CloudClient.create_security_group,
-                name,
-                f"Execution Broker session {spec.uuid}",
-                [(p, str(profile["allowed_cidr"])) for p in ports],
-            )
-            groups.append({"name": name})
-
-        floating: dict[str, Any] = {}
-        if profile["floating_network"]:
-            network_id = (await self._networks_of(str(profile["floating_network"])))[0]["uuid"]
-            floating = await run(
-                "allocate a floating IP",
-                CloudClient.create_floating_ip,
-                network_id,
-                f"Execution Broker session {spec.uuid}",
-            )
-
-        token = str(spec.handle.get("token") or "")
-        output = ""
-        if isinstance(executable, VirtualMachine):
-            user_data = executable.user_data or ""
-        else:
-            if settings.kind == KIND_SERVER and not token:
-                token = secrets.token_hex(24)
-            program = session_program(spec, settings.kind, profile, token)
-            user_data = cloud_config(spec, program)
-            token, output = program.token, program.output
-
+            raise ValueError(f"the cloud has no image {image!r}")
         attrs = {
-            "name": name,
+            "name": server_name(spec.uuid),
             "image_id": image_id,
             "flavor_id": flavor.id,
-            "networks": networks,
-            "key_name": key_name,
-            "security_groups": groups,
-            "user_data": user_data,
+            "networks": await self._networks_of(str(profile["network"])),
+            "key_name": extras.key_name,
+            "security_groups": extras.groups,
+            "user_data": extras.user_data,
             "metadata": server_metadata(spec, settings.kind, profile["metadata"]),
             "tags": [self._tag],
             "availability_zone": profile["availability_zone"],
             "config_drive": True if profile["config_drive"] else None,
         }
-        server = await run("create the server", CloudClient.create_server, attrs)
+        server = await self.client.run("create the server", CloudClient.create_server, attrs)
         self.log.info(
-            "created server %s (%s, %s) for %s", server["id"], flavor.name, image_name, spec.uuid
+            "created server %s (%s, %s) for %s", server["id"], flavor.name, image, spec.uuid
         )
-        handle = {
-            **spec.handle,
-            **self._created_handle(spec, settings, flavor, keypair, group),
-            "image": image_name,
-            "token": token,
-            "output": output,
-        }
-        if floating:
-            handle.update(floating_ip_id=floating["id"], floating_ip=floating["address"])
-        return server, handle
+        return {**server, "flavor": {"original_name": flavor.name}}
 
     async def _networks_of(self, network: str) -> Any:
         if network in ("", "auto", "none"):
@@ -988,7 +979,7 @@ class OpenStackPlatform(Platform):
             ready_now = False
             if not reachable:
                 messages.append(msg.info(msg.PLATFORM, "waiting for the server's address"))
-            elif self._check_due(spec.uuid):
+            elif self._check_due(spec.uuid, "ready"):
                 ready_now = await self._is_ready(spec, server, address, readiness)
             if ready_now:
                 state, messages = PlatformState.AVAILABLE, []
@@ -1025,11 +1016,14 @@ class OpenStackPlatform(Platform):
             state, messages, connectors=connectors, handle=new_handle, outputs=outputs
         )
 
-    def _check_due(self, uuid: str) -> bool:
+    def _check_due(self, uuid: str, what: str) -> bool:
+        """Is a check of ``what`` for session ``uuid`` due (at most every
+        ``ready_check_interval``)?"""
         now = time.monotonic()
-        if now < self._next_check.get(uuid, 0.0):
+        key = f"{uuid}/{what}"
+        if now < self._next_check.get(key, 0.0):
             return False
-        self._next_check[uuid] = now + self.ready_check_interval
+        self._next_check[key] = now + self.ready_check_interval
         return True
 
     async def _is_ready(
@@ -1114,6 +1108,8 @@ class OpenStackPlatform(Platform):
         handle = spec.handle
         if not handle.get("floating_ip_id") or handle.get("floating_ip_attached"):
             return {}
+        if not self._check_due(spec.uuid, "floating-ip"):
+            return {}
         address = handle.get("floating_ip")
         run = self.client.run
         try:
@@ -1187,7 +1183,8 @@ class OpenStackPlatform(Platform):
                 raise PlatformUnavailable(
                     f"the security group of {spec.uuid} is still in use; deleting it later"
                 ) from exc
-        self._next_check.pop(spec.uuid, None)
+        for what in ("ready", "floating-ip"):
+            self._next_check.pop(f"{spec.uuid}/{what}", None)
 
     async def close(self) -> None:
         for client in (self._client, self._placement):
