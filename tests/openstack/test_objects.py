@@ -209,6 +209,19 @@ def test_profiles_merge_and_unknown_keys_are_refused() -> None:
     assert merged["image"] == "ubuntu" and merged["flavors"] == ["g1.*"]
     assert merged["security_groups"] == ["ssh", "web"]
     assert merged["metadata"] == {"site": "x", "gpu": "yes"}
+    # Jupyter servers only in images made for them: their kind's profiles, not 'gpu' or image
+    profiles = {
+        "default": {"image": "ubuntu"},
+        "gpu": {"image": "ubuntu-cuda"},
+        "jupyter-server": {"image": "jupyter"},
+        "jupyter-server/gpu": {"image": "jupyter-cuda"},
+    }
+    assert merged_profile({"image": "x"}, profiles, "virtual-machine", ["gpu:T4"])["image"] == (
+        "ubuntu-cuda"
+    )
+    assert merged_profile({"image": "x"}, profiles, "jupyter-server", [])["image"] == "jupyter"
+    assert merged_profile({}, profiles, "jupyter-server", ["gpu:T4"])["image"] == "jupyter-cuda"
+    assert merged_profile({"image": "x"}, profiles, "jupyter-notebook", ["gpu:T4"])["image"] == ""
     assert check_profiles({"gpu": {"flavour": "x"}}) == [
         "profile 'gpu': unknown key 'flavour'",
         check_profiles({"gpu": {"flavour": "x"}})[-1],

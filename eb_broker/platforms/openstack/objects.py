@@ -586,22 +586,32 @@ PROFILE_KEYS = frozenset(
 )
 
 
+def profile_names(kind: str, pools: Iterable[str] = ()) -> list[str]:
+    """The profiles of a session, in merge order: ``default``, its kind, each accelerator type
+    (``gpu``) and pool (``gpu:A100``), then the kind's own for them (``jupyter-server/gpu``,
+    ``jupyter-server/gpu:A100``)."""
+    accelerators: list[str] = []
+    for pool in sorted(pools):
+        accelerators += [pool.split(":", 1)[0], pool]
+    names = ["default", kind, *accelerators, *(f"{kind}/{a}" for a in accelerators)]
+    return list(dict.fromkeys(names))
+
+
 def merged_profile(
     defaults: Mapping[str, Any],
     profiles: Mapping[str, Mapping[str, Any]],
     kind: str,
     pools: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """A session's settings: the defaults, then profile ``default``, its kind
-    (``virtual-machine`` ...), each accelerator type (``gpu``) and pool (``gpu:A100``).
+    """A session's settings: the defaults, then its profiles (:func:`profile_names`).
 
-    ``metadata`` merges, ``security_groups`` add up, other keys are replaced.
+    ``metadata`` merges, ``security_groups`` add up, other keys are replaced. The ``image`` of a
+    Jupyter server, notebook or container comes only from the profiles named after its kind
+    (``jupyter-server``, ``jupyter-server/gpu``): the defaults' and the others' are plain VM
+    images, which cannot run it.
     """
     out = dict(defaults)
-    names = ["default", kind]
-    for pool in sorted(pools):
-        names += [pool.split(":", 1)[0], pool]
-    for name in dict.fromkeys(names):
+    for name in profile_names(kind, pools):
         for key, value in (profiles.get(name) or {}).items():
             if key == "metadata" and isinstance(value, Mapping):
                 out[key] = {**out.get(key, {}), **value}
@@ -609,6 +619,12 @@ def merged_profile(
                 out[key] = [*out.get(key, []), *(v for v in value if v not in out.get(key, []))]
             else:
                 out[key] = value
+    if kind != KIND_VM:
+        own = [n for n in profile_names(kind, pools) if n == kind or n.startswith(kind + "/")]
+        out["image"] = next(
+            (profiles[n]["image"] for n in reversed(own) if (profiles.get(n) or {}).get("image")),
+            "",
+        )
     return out
 
 

@@ -240,12 +240,13 @@ class OpenStackPlatform(Platform):
         config=True,
         help="Per-kind settings, merged in order: 'default', the executable kind "
         "('virtual-machine', 'jupyter-server', 'jupyter-notebook', 'docker-container'), the "
-        "accelerator type ('gpu') and pool ('gpu:A100') a session booked. Keys: the options "
+        "accelerator type ('gpu') and pool ('gpu:A100') a session booked, then the kind's own "
+        "for them ('jupyter-server/gpu'). Keys: the options "
         "image, images, flavors, network, security_groups, session_security_group, "
         "allowed_cidr, floating_network, key_name, availability_zone, metadata, config_drive, "
         "vm_user, boot_seconds, readiness, ready_pattern, server_command, server_port, "
         "kernel_name, notebook_output_dir, ssh_connector. Jupyter servers, notebooks and "
-        "containers run only where their kind's profile names an 'image' able to run them, "
+        "containers run only where a profile of their kind names an 'image' able to run them, "
         "e.g. {'jupyter-server': {'image': 'jupyter-vm-2026'}}.",
     )
     allow_privileged = Bool(
@@ -415,13 +416,15 @@ class OpenStackPlatform(Platform):
         }
 
     def _profile(self, kind: str, pools: list[str]) -> dict[str, Any]:
-        profile = merged_profile(self._defaults(), self.profiles, kind, pools)
-        if kind != KIND_VM and not (self.profiles.get(kind) or {}).get("image"):
-            # a Jupyter server, notebook or container needs an image made for it, named by the
-            # profile of its kind (an accelerator profile may replace it): not `image` or the
-            # 'default' profile's, which are plain VM images
-            profile["image"] = ""
-        return profile
+        return merged_profile(self._defaults(), self.profiles, kind, pools)
+
+    def _runs_kind(self, kind: str) -> bool:
+        """Does some profile of ``kind`` name an image (for the kind, or an accelerator)?"""
+        return any(
+            (profile or {}).get("image")
+            for name, profile in self.profiles.items()
+            if name == kind or name.startswith(kind + "/")
+        )
 
     def settings(self, request: ExecutionRequest, pools: list[str]) -> SessionSettings:
         """How a session of ``request`` runs (booked ``pools``)."""
@@ -552,7 +555,7 @@ class OpenStackPlatform(Platform):
             (KIND_NOTEBOOK, JupyterNotebook),
             (KIND_CONTAINER, DockerContainer),
         ):
-            if (self.profiles.get(kind) or {}).get("image"):
+            if self._runs_kind(kind):
                 kinds.append(cls.KIND)
         return kinds
 
@@ -605,7 +608,7 @@ class OpenStackPlatform(Platform):
             )
             return problems
         profile = self._profile(kind, [])
-        if kind != KIND_VM and not profile["image"]:
+        if kind != KIND_VM and not self._runs_kind(kind):
             no(
                 f"this site runs no {kind_label(executable.kind)} in virtual machines (no image "
                 f"for it: OpenStackPlatform.profiles['{kind}']['image'])",
@@ -731,7 +734,18 @@ class OpenStackPlatform(Platform):
         problems: list[MessageItem] = []
         room = view.quota.room
         for demand in demands:
-            profile = self._profile(kind, with_pools(demand.minimum))
+            pools = with_pools(demand.minimum)
+            profile = self._profile(kind, pools)
+            if kind != KIND_VM and not profile["image"]:
+                problems.append(
+                    msg.error(
+                        msg.NOT_SUPPORTED,
+                        f"this site has no image for {kind} sessions with "
+                        f"{demand.minimum.describe()} (profiles['{kind}'] or "
+                        f"profiles['{kind}/<accelerator>'])",
+                    )
+                )
+                continue
             flavors = self._flavors_for(request, profile)
             candidates = candidate_flavors(flavors, demand, ranged=ranged)
             if not candidates:
