@@ -52,6 +52,17 @@ SERVER_FIELDS = (
 )
 
 
+#: The absolute limits the platform reads (openstacksdk's names of maxTotalCores ...).
+LIMIT_FIELDS = (
+    "total_cores",
+    "total_cores_used",
+    "total_ram",
+    "total_ram_used",
+    "instances",
+    "instances_used",
+)
+
+
 class OpenStackUnavailable(PlatformUnavailable):
     """An OpenStack API cannot be reached (or answers 5xx).
 
@@ -219,8 +230,9 @@ class CloudClient:
 
     @staticmethod
     def limits(conn: Any) -> JSON:
-        """The project's absolute compute limits (SDK names: total_cores, total_cores_used...)."""
-        return dict(conn.compute.get_limits().absolute.to_dict(computed=False))
+        """The project's absolute compute limits the platform reads (SDK names)."""
+        absolute = conn.compute.get_limits().absolute
+        return {key: getattr(absolute, key, None) for key in LIMIT_FIELDS}
 
     @staticmethod
     def providers(conn: Any) -> list[Provider]:
