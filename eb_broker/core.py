@@ -231,17 +231,21 @@ class BrokerCore:
                 ],
             )
             problems += translation.problems
+            demands = translation.demands
+            if not problems and demands:
+                demands, unfit = self.platform.shape(request, demands)
+                problems += unfit
             estimates: list[EstimatedSlot] = []
-            if not problems and translation.demands:
+            if not problems and demands:
                 try:
-                    estimates = await self.platform.estimate(request, translation.demands[0], now)
+                    estimates = await self.platform.estimate(request, demands[0], now)
                 except PlatformUnavailable as exc:
                     problems.append(msg.error(msg.PLATFORM_UNAVAILABLE, str(exc)))
                 except Exception:
                     log.exception("the platform's queue estimate failed; offering slots only")
             if not problems:
                 drafts, more = self._drafts(
-                    translation.demands, estimates, preparation, now, request, decision.pools
+                    demands, estimates, preparation, now, request, decision.pools
                 )
                 (notes if drafts else problems).extend(more)
         offerset, rows = self.ledger.create_offerset(

@@ -52,6 +52,7 @@ from .builders import (
     Notebook,
     Singularity,
     Storage,
+    VirtualMachine,
 )
 from .model import Phase
 from .offers import Offer, Offers
@@ -90,6 +91,7 @@ __all__ = [
     "Singularity",
     "Storage",
     "Timeout",
+    "VirtualMachine",
     "__version__",
     "aio",
     "brokers",

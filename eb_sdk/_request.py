@@ -89,7 +89,7 @@ def _executable(executable: Executable) -> AbstractExecutable | ExecutionRequest
         return Notebook(text)
     raise InvalidRequest(
         f"do not know how to run {text!r}: use eb.Notebook(...), eb.Container(...), "
-        "eb.Singularity(...) or eb.JupyterServer(...)"
+        "eb.Singularity(...), eb.JupyterServer(...) or eb.VirtualMachine(...)"
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,6 +44,9 @@ from .model import (
 from .model import (
     JupyterServer as JupyterServerKind,
 )
+from .model import (
+    VirtualMachine as VirtualMachineKind,
+)
 from .model.executables import DockerInternalPort
 from .model.resources import AbstractDataResource, IvoaDataResourceBlock
 
@@ -56,6 +59,7 @@ __all__ = [
     "Notebook",
     "Singularity",
     "Storage",
+    "VirtualMachine",
     "parse_count",
     "parse_size",
 ]
@@ -239,6 +243,62 @@ def JupyterServer(
         environment={k: str(v) for k, v in env.items()} if env else None,
         meta=_meta(name),
     )
+
+
+def VirtualMachine(
+    image: str | None = None,
+    *,
+    flavor: str | None = None,
+    user_data: str | os.PathLike[str] | None = None,
+    ssh_key: str | os.PathLike[str] | None = None,
+    http_port: int | None = None,
+    http_path: str | None = None,
+    name: str | None = None,
+) -> VirtualMachineKind:
+    """A virtual machine (``urn:jeb:v1:executable:virtual-machine``) booted from ``image``
+    (the site's default when None), on the smallest flavor that gives the requested resources
+    (matching ``flavor``, a name or a pattern like ``"g1.*"``), configured by cloud-init
+    ``user_data`` (text, or a path to a file). ``ssh_key`` (a public key, or a ``.pub`` file)
+    adds an SSH connector; ``http_port`` an HTTP connector to a service in the VM."""
+    if http_port is not None and not (isinstance(http_port, int) and 0 < http_port < 65536):
+        raise InvalidRequest(f"http_port: expected a port number 1-65535, not {http_port!r}")
+    return VirtualMachineKind(
+        image=image,
+        flavor=flavor,
+        user_data=_text_or_file(user_data, "user_data", lambda t: "\n" in t or t.startswith("#")),
+        ssh_public_key=_text_or_file(
+            ssh_key, "ssh_key", lambda t: t.startswith(("ssh-", "ecdsa-"))
+        ),
+        http_port=http_port,
+        http_path=http_path,
+        meta=_meta(name),
+    )
+
+
+def _looks_like_user_data(text: str) -> bool:
+    return "\n" in text or text.startswith(("#", "Content-Type:"))
+
+
+def _looks_like_public_key(text: str) -> bool:
+    return text.startswith(("ssh-", "ecdsa-", "sk-ssh-", "sk-ecdsa-"))
+
+
+def _text_or_file(
+    value: str | os.PathLike[str] | None, what: str, is_text: Callable[[str], bool]
+) -> str | None:
+    """``value`` itself when it reads as content (``is_text``), else a file's content."""
+    if value is None:
+        return None
+    if isinstance(value, str) and is_text(value):
+        return value
+    path = os.path.expanduser(os.fspath(value))
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise InvalidRequest(
+            f"{what}: {value!r} is neither the content itself nor a readable file ({exc})"
+        ) from None
 
 
 # -- resources ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ Life of a session on a platform::
 
     check(request)        pure: can this platform run it at all? (else NO, urn:not-supported)
     preparation(request)  pure: how long before the start must preparing begin
+    shape(request, demands)  optional: the demands in the platform's own sizes (VM flavors)
     estimate(...)         optional: queue estimates for flexible requests (offers whose start
                           is an interval, labelled ``jeb:estimate``)
     book(spec)            accepted: hold the slot on the platform itself (e.g. a Slurm
@@ -147,6 +148,18 @@ class Platform(LoggingConfigurable):
     def preparation(self, request: ExecutionRequest) -> timedelta:
         """Time needed before the start (image pull, staging estimate). Pure."""
         return timedelta(0)
+
+    def shape(
+        self, request: ExecutionRequest, demands: list[Demand]
+    ) -> tuple[list[Demand], list[MessageItem]]:
+        """The demands in the sizes this platform allocates, and why none fits. Pure.
+
+        Called with the translated demands of a request that passed :meth:`check`. A platform
+        that allocates in fixed sizes (OpenStack flavors) returns demands of exactly those
+        sizes, so the offers book what it will really use; when it returns no demand, its
+        messages make the answer NO. The default keeps the demands as they are.
+        """
+        return demands, []
 
     async def estimate(
         self, request: ExecutionRequest, demand: Demand, now: datetime

@@ -45,6 +45,7 @@ from .executables import (
     JupyterServer,
     SingularityContainer,
     UnknownExecutable,
+    VirtualMachine,
 )
 from .kinds import IVOA_KIND_BASE, JEB_NS, canonical_kind, kind_label, register_kind
 from .messages import Level, MessageItem
@@ -148,6 +149,7 @@ __all__ = [
     "UnknownOption",
     "UnknownUpdate",
     "Update",
+    "VirtualMachine",
     "canonical_kind",
     "dumps",
     "kind",

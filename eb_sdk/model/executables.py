@@ -108,6 +108,52 @@ class JupyterServer(AbstractExecutable):
     root_dir: str | None = Field(default=None, description="The server's root directory.")
 
 
+#: Nova's limit on user data: 65535 bytes once base64-encoded (about 48 KiB of text).
+USER_DATA_LIMIT = 65535
+
+
+@kind
+class VirtualMachine(AbstractExecutable):
+    """Extension kind: a virtual machine booted from an image and configured by cloud-init.
+
+    For what needs a whole machine rather than a container: a ``docker compose`` stack, a
+    desktop, a session with root. The broker picks the flavor (the smallest that gives the
+    booked resources, matching ``flavor`` when given), creates the server at the booked slot and
+    deletes it at the end. ``user_data`` is passed to cloud-init unchanged. With ``http_port``
+    the session gets an HTTP connector and is AVAILABLE once the service answers; with
+    ``ssh_public_key`` a keypair is created for the session and an SSH connector is reported.
+    """
+
+    KIND: ClassVar[str] = jeb_kind("executable", "virtual-machine")
+    image: str | None = Field(
+        default=None,
+        description="Name or ID of an image the site offers (none: the site's default image).",
+    )
+    flavor: str | None = Field(
+        default=None,
+        description="A flavor hint: a flavor name or a shell-style pattern such as 'g1.*'; "
+        "the broker books the smallest matching flavor that gives the requested resources.",
+    )
+    user_data: str | None = Field(
+        default=None,
+        description="cloud-init user data (#cloud-config YAML, a #! script or MIME "
+        "multi-part), passed unchanged; at most 65535 bytes once base64-encoded.",
+    )
+    ssh_public_key: str | None = Field(
+        default=None, description="An OpenSSH public key to log in with (SSH connector)."
+    )
+    http_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of an HTTP service in the VM (HTTP connector; AVAILABLE once it "
+        "answers).",
+    )
+    http_path: str | None = Field(
+        default=None, description="Path of that service to link and probe (default '/')."
+    )
+
+
 Executable = Annotated[
     SerializeAsAny[AbstractExecutable],
     Dispatch("executable", AbstractExecutable, UnknownExecutable),

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from eb_broker.platforms.base import SessionSpec
+from eb_broker.scheduling import Resources
+from eb_broker.translate import utcnow
 from eb_sdk.model import IVOA_KIND_BASE as K
+from eb_sdk.model import ExecutionRequest
 
 NOTEBOOK = f"{K}/executable/jupyter-notebook.yaml"
 COMPUTE = f"{K}/compute/simple-compute-resource.yaml"
@@ -41,4 +46,26 @@ def notebook_request(
 def accept(client: Any, session_url: str, value: str = "ACCEPTED") -> Any:
     return client.post(
         session_url, json={"kind": "uri:enum-value-update", "path": "phase", "value": value}
+    )
+
+
+def session_spec(
+    body: dict[str, Any],
+    uuid: str = "u-1",
+    handle: dict[str, Any] | None = None,
+    resources: Resources | None = None,
+) -> SessionSpec:
+    """A booked session of ``body`` as a platform sees it: alice's, 1 core and 1 GiB, an hour
+    from now on, 5 s of preparation (for driving a platform without a broker)."""
+    now = utcnow()
+    return SessionSpec(
+        uuid=uuid,
+        owner="alice",
+        groups=(),
+        request=ExecutionRequest.model_validate(body),
+        resources=resources or Resources(1, 1),
+        start=now,
+        end=now + timedelta(hours=1),
+        preparation=timedelta(seconds=5),
+        handle=handle or {},
     )

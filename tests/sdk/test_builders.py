@@ -151,3 +151,33 @@ def test_bad_phrases_fail_before_http(kwargs: dict[str, str], needle: str) -> No
 def test_unknown_executable_text() -> None:
     with pytest.raises(eb.InvalidRequest, match=r"eb\.Notebook"):
         eb.build_request("python analysis.py")
+
+
+def test_virtual_machine(tmp_path: Path) -> None:
+    (tmp_path / "id.pub").write_text("ssh-ed25519 AAAAC3Nza alice@lab\n")
+    (tmp_path / "init.yaml").write_text("#cloud-config\nruncmd: [[docker, compose, up, -d]]\n")
+    vm = eb.VirtualMachine(
+        "ubuntu-24.04",
+        flavor="g1.*",
+        user_data=tmp_path / "init.yaml",
+        ssh_key=tmp_path / "id.pub",
+        http_port=8080,
+        http_path="/app",
+    ).dump()
+    assert vm == {
+        "kind": "urn:jeb:v1:executable:virtual-machine",
+        "image": "ubuntu-24.04",
+        "flavor": "g1.*",
+        "user_data": "#cloud-config\nruncmd: [[docker, compose, up, -d]]\n",
+        "ssh_public_key": "ssh-ed25519 AAAAC3Nza alice@lab\n",
+        "http_port": 8080,
+        "http_path": "/app",
+    }
+    inline = eb.VirtualMachine(user_data="#!/bin/sh\necho hi\n", ssh_key="ssh-rsa AAAA x")
+    assert inline.user_data == "#!/bin/sh\necho hi\n" and inline.ssh_public_key == "ssh-rsa AAAA x"
+    request = eb.build_request(inline, compute=eb.Compute(cores=2))
+    assert request.executable is not None and request.executable.kind.endswith("virtual-machine")
+    with pytest.raises(eb.InvalidRequest, match="http_port"):
+        eb.VirtualMachine(http_port=70000)
+    with pytest.raises(eb.InvalidRequest, match="neither the content itself nor a readable file"):
+        eb.VirtualMachine(ssh_key=tmp_path / "missing.pub")
