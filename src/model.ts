@@ -316,7 +316,11 @@ export class EBModel {
       this._toasts.emit(toast);
     }
     this._scheduleReminder();
-    this._changed.emit();
+    const shown = this._shown();
+    if (shown !== this._lastShown) {
+      this._lastShown = shown;
+      this._changed.emit();
+    }
     if (errors.length) {
       throw new Error(this.error);
     }
@@ -327,6 +331,20 @@ export class EBModel {
     const sessions = this.sessions.map(s => [s.key, s.phase, s.start, s.modified]);
     const batches = this.batches.map(b => [b.id, b.counts, b.done]);
     return JSON.stringify([sessions, batches, brokersShape(this.brokers), this.offers?.id]);
+  }
+
+  /** What the sidebar draws (but the brokers' latency): redrawn only when it changes. */
+  private _shown(): string {
+    return JSON.stringify([
+      this._shape(),
+      this.sessions,
+      this.batches,
+      this.warnings,
+      this.sessionsProblem,
+      this.brokersProblem,
+      this.batchesAvailable,
+      this.error
+    ]);
   }
 
   /** A timer for the next "available soon" reminder, so it comes on time between polls. */
@@ -359,6 +377,7 @@ export class EBModel {
   private _planner: NotificationPlanner;
   private _poller: BackoffPoller;
   private _visible = false;
+  private _lastShown = '';
   private _reminderTimer: ReturnType<typeof setTimeout> | null = null;
   private _changed = new Signal<this, void>(this);
   private _toasts = new Signal<this, IToast>(this);

@@ -1,0 +1,213 @@
+"""The sidebar in a real JupyterLab, in headless Chromium driven by Playwright, against real
+eb-brokers.
+
+1. Open the sidebar; book a session from code (the SDK, as a notebook cell would); it
+   appears without a reload, counts down, brings the "available soon" reminder; Cancel it.
+2. "Run this notebook…" from the command palette on an open notebook: the dialog, the offers
+   of both brokers in the sidebar, Accept, the toast, and the COMPLETED toast.
+
+Screenshots go to the test's tmp_path and are copied to tests/labextension/artifacts/ (not
+tracked). Uses the system Chromium at /usr/bin/chromium; no browser is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.jupyter import JupyterProcess
+from tests.fixtures.notebooks import write_notebook
+from tests.fixtures.services import REPO_ROOT, BrokerProcess
+
+from .conftest import server_env
+from .test_handlers import book_from_code
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+LONG = 120_000  # ms: JupyterLab on a loaded 2-core machine is slow
+
+import playwright.sync_api as playwright_api  # noqa: E402 - after the constants it documents
+
+pytestmark = pytest.mark.slow
+assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: ./dev setup installs Debian's chromium"
+
+
+def installed_extension_is_current() -> None:
+    """The JupyterLab under test loads the extension from the venv: it must be this build."""
+    built = Path(REPO_ROOT) / "eb_labextension" / "labextension"
+    installed = Path(sys.prefix) / "share/jupyter/labextensions/jupyter-execution-broker"
+    assert (built / "package.json").exists(), "the extension is not built: run ./dev setup"
+
+    def files(root: Path) -> dict[str, bytes]:
+        found = root.rglob("*")
+        return {
+            p.relative_to(root).as_posix(): p.read_bytes()
+            for p in found
+            if p.is_file() and p.name != "install.json"
+        }
+
+    assert files(built) == files(installed), (
+        f"{installed} is not the current build of the extension: run ./dev setup"
+    )
+
+
+@pytest.fixture
+def lab(
+    tmp_path: Path, lab_broker: BrokerProcess, beta_broker: BrokerProcess
+) -> Iterator[JupyterProcess]:
+    installed_extension_is_current()
+    server = JupyterProcess(
+        tmp_path / "lab", app="lab", env=server_env(lab_broker, beta_broker, user="alice")
+    )
+    server.start()
+    write_notebook(server.root / "short.ipynb", "print('n is', n * 2)", parameters="n = 1")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    path = tmp_path / "screenshots"
+    path.mkdir()
+    print(f"\nscreenshots: {path}")
+    return path
+
+
+@pytest.fixture
+def page(lab: JupyterProcess, shots: Path) -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(LONG)
+        try:
+            yield page
+        except BaseException:
+            page.screenshot(path=str(shots / "failure.png"))
+            raise
+        finally:
+            print(f"jupyterlab log: {lab.log}\n{lab.tail(3000)}")
+            browser.close()
+
+
+def open_sidebar(page: Any) -> Any:
+    page.locator(".jp-SideBar .lm-TabBar-tab[data-id='eb-sidebar']").click()
+    sidebar = page.locator("#eb-sidebar")
+    sidebar.wait_for()
+    return sidebar
+
+
+def toast(page: Any, text: str) -> Any:
+    found = page.locator(".Toastify__toast", has_text=text).first
+    found.wait_for(timeout=LONG)
+    return found
+
+
+def run_from_palette(page: Any, label: str) -> None:
+    """Open the command palette (Ctrl+Shift+C), search ``label`` and run it. The modal
+    palette closes when it loses the focus, which JupyterLab may take while it settles, so
+    this tries again."""
+    palette = page.locator(".jp-ModalCommandPalette")
+    for attempt in range(10):
+        page.locator(".jp-Notebook").click(position={"x": 600, "y": 400})
+        page.keyboard.press("Escape")
+        page.keyboard.press("Control+Shift+C")
+        try:
+            palette.locator("input").fill(label, timeout=5000)
+            palette.locator(".lm-CommandPalette-item", has_text=label).first.click(timeout=5000)
+            print(f"ran {label!r} from the command palette on attempt {attempt + 1}")
+            return
+        except playwright_api.Error:
+            page.wait_for_timeout(1000)
+    raise AssertionError(f"could not run {label!r} from the command palette")
+
+
+def save(shots: Path, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(shots / name, ARTIFACTS / f"sidebar-{name}")
+
+
+def test_a_session_booked_from_code_appears_counts_down_and_is_cancelled(
+    lab: JupyterProcess, page: Any, shots: Path, lab_broker: BrokerProcess
+) -> None:
+    page.goto(f"{lab.url}/lab?token={lab.token}")
+    sidebar = open_sidebar(page)
+    sidebar.locator(".eb-broker.eb-ok", has_text="alpha").wait_for()
+    sidebar.locator(".eb-broker.eb-ok", has_text="beta").wait_for()
+    sidebar.locator(".eb-sessions", has_text="No sessions.").wait_for()
+
+    # booked from code while the sidebar is open: it appears without a reload
+    session = book_from_code(lab_broker, lab.root / "short.ipynb", "in 8 min")
+    card = sidebar.locator(f".eb-session[data-key='alpha/{session.uuid}']")
+    card.wait_for(timeout=90_000)
+    card.locator(".eb-timing", has_text="starts in").wait_for()
+    assert "short.ipynb" in card.inner_text()
+    # inside the reminder's lead time (10 min by default): the "available soon" toast
+    reminder = toast(page, "will be available soon")
+    assert "short.ipynb on alpha will be available soon: starts in" in reminder.inner_text()
+    page.screenshot(path=str(shots / "session.png"))
+
+    card.locator("button.eb-cancel").click()
+    card.locator(".eb-phase", has_text="CANCELLED").wait_for()
+    assert card.locator("button.eb-cancel").count() == 0
+    assert session.refresh().phase.value == "CANCELLED"
+    page.screenshot(path=str(shots / "cancelled.png"))
+    save(shots, "session.png")
+    save(shots, "cancelled.png")
+
+
+def test_run_this_notebook_offers_accept_and_the_toasts(
+    lab: JupyterProcess, page: Any, shots: Path
+) -> None:
+    page.goto(f"{lab.url}/lab/tree/short.ipynb?token={lab.token}")
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    toolbar_button = page.locator(".jp-NotebookPanel-toolbar [data-command='eb:run-notebook']")
+    toolbar_button.wait_for()
+    assert "Run this notebook" in toolbar_button.inner_text()
+
+    # the command palette runs it as well as the toolbar button
+    run_from_palette(page, "Run this notebook")
+
+    dialog = page.locator(".jp-Dialog")
+    dialog.locator("input[name='when']").fill("now")
+    dialog.locator("input[name='duration']").fill("10 min")
+    page.screenshot(path=str(shots / "dialog.png"))
+    dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+
+    sidebar = page.locator("#eb-sidebar")
+    offers = sidebar.locator(".eb-offers")
+    offers.locator(".eb-what", has_text="short.ipynb: 1 core, 2 GiB, 10 min, now").wait_for()
+    offers.locator(".eb-offer", has_text="alpha").first.wait_for()
+    offers.locator(".eb-offer", has_text="beta").first.wait_for()
+    offers.locator(".eb-expires", has_text="expires in").first.wait_for()
+    page.screenshot(path=str(shots / "offers.png"))
+
+    first = offers.locator(".eb-offer").first
+    broker = first.locator(".eb-offer-broker").inner_text()
+    first.locator("button.eb-accept").click()
+    accepted = toast(page, "Accepted: short.ipynb on")
+    assert f"on {broker}, starts now" in accepted.inner_text()
+    offers.locator(".eb-expires", has_text="rejected").first.wait_for()
+    page.screenshot(path=str(shots / "accepted.png"))
+
+    card = sidebar.locator(".eb-session", has_text=broker).first
+    card.wait_for()
+    card.locator(".eb-phase", has_text="COMPLETED").wait_for(timeout=180_000)
+    toast(page, "short.ipynb on " + broker + " COMPLETED")
+    page.screenshot(path=str(shots / "completed.png"))
+    assert page.locator("#eb-sidebar .eb-error").count() == 0
+    for name in ("dialog.png", "offers.png", "accepted.png", "completed.png"):
+        save(shots, name)
