@@ -8,7 +8,7 @@ the server's root (so that the sidebar can open them). Never a broker's credenti
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -196,8 +196,3 @@ def broker_view(status: BrokerStatus) -> dict[str, Any]:
         "error": status.error,
     }
 
-
-def counts_text(counts: Mapping[str, int]) -> str:
-    """``190 COMPLETED, 10 FAILED`` (largest first), for messages."""
-    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return ", ".join(f"{n} {phase}" for phase, n in ordered if n)
