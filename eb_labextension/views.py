@@ -195,4 +195,3 @@ def broker_view(status: BrokerStatus) -> dict[str, Any]:
         "latency_ms": round(status.latency_ms) if status.latency_ms is not None else None,
         "error": status.error,
     }
-

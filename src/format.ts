@@ -140,7 +140,8 @@ export function sessionTiming(
 ): string {
   const duration = humanDuration(durationSeconds);
   if (final) {
-    return `started ${localTime(start, timeZone)}, for ${duration}`;
+    const verb = start !== null && start > now ? 'was to start' : 'started';
+    return `${verb} ${localTime(start, timeZone)}, for ${duration}`;
   }
   if (start !== null && start > now) {
     return `${relative(start, now)} (${localTime(start, timeZone)}), for ${duration}`;

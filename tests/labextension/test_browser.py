@@ -1,8 +1,9 @@
 """The sidebar in a real JupyterLab, in headless Chromium driven by Playwright, against real
 eb-brokers.
 
-1. Open the sidebar; book a session from code (the SDK, as a notebook cell would); it
-   appears without a reload, counts down, brings the "available soon" reminder; Cancel it.
+1. Set the reminder's lead time in the settings registry; open the sidebar; book a session
+   from code (the SDK, as a notebook cell would); it appears without a reload, counts down,
+   brings the "available soon" reminder; Cancel it.
 2. "Run this notebook…" from the command palette on an open notebook: the dialog, the offers
    of both brokers in the sidebar, Accept, the toast, and the COMPLETED toast.
 
@@ -12,6 +13,7 @@ tracked). Uses the system Chromium at /usr/bin/chromium; no browser is ever down
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import Iterator
@@ -143,6 +145,15 @@ def save(shots: Path, name: str) -> None:
 def test_a_session_booked_from_code_appears_counts_down_and_is_cancelled(
     lab: JupyterProcess, page: Any, shots: Path, lab_broker: BrokerProcess
 ) -> None:
+    # the settings registry: a 15-minute reminder lead time instead of the default 10
+    with lab.api() as api:
+        settings = api.get("/lab/api/settings/jupyter-execution-broker:plugin").json()
+        assert settings["schema"]["properties"]["leadMinutes"]["default"] == 10
+        put = api.put(
+            "/lab/api/settings/jupyter-execution-broker:plugin",
+            json={"raw": json.dumps({"leadMinutes": 15})},
+        )
+        assert put.status_code == 204, put.text
     page.goto(f"{lab.url}/lab?token={lab.token}")
     sidebar = open_sidebar(page)
     sidebar.locator(".eb-broker.eb-ok", has_text="alpha").wait_for()
@@ -150,12 +161,12 @@ def test_a_session_booked_from_code_appears_counts_down_and_is_cancelled(
     sidebar.locator(".eb-sessions", has_text="No sessions.").wait_for()
 
     # booked from code while the sidebar is open: it appears without a reload
-    session = book_from_code(lab_broker, lab.root / "short.ipynb", "in 8 min")
+    session = book_from_code(lab_broker, lab.root / "short.ipynb", "in 12 min")
     card = sidebar.locator(f".eb-session[data-key='alpha/{session.uuid}']")
     card.wait_for(timeout=90_000)
     card.locator(".eb-timing", has_text="starts in").wait_for()
     assert "short.ipynb" in card.inner_text()
-    # inside the reminder's lead time (10 min by default): the "available soon" toast
+    # inside the reminder's lead time (15 min, set above): the "available soon" toast
     reminder = toast(page, "will be available soon")
     assert "short.ipynb on alpha will be available soon: starts in" in reminder.inner_text()
     page.screenshot(path=str(shots / "session.png"))

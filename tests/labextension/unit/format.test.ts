@@ -56,5 +56,9 @@ describe('format', () => {
     expect(sessionTiming(NOW - 600_000, 1800, true, NOW, 'UTC')).toBe(
       'started Sat 21 Nov 12:50 UTC, for 30 min'
     );
+    // cancelled before it started
+    expect(sessionTiming(start, 1800, true, NOW, 'UTC')).toBe(
+      'was to start Sat 21 Nov 14:20 UTC, for 30 min'
+    );
   });
 });
