@@ -152,7 +152,7 @@ class Backend:
     async def sessions(self, finished_hours: float) -> dict[str, Any]:
         try:
             found = await aio.sessions(
-                list(LISTED_PHASES), brokers=self.spec, timeout=self.config.request_timeout
+                sorted(LISTED_PHASES), brokers=self.spec, timeout=self.config.request_timeout
             )
         except ConfigError as exc:
             return {"sessions": [], "warnings": [], "problem": str(exc)}

@@ -15,7 +15,7 @@ from typing import Any
 
 from eb_sdk import BrokerStatus
 from eb_sdk._format import human_duration, resources_text
-from eb_sdk.model import JupyterNotebook, Phase
+from eb_sdk.model import ACTIVE_PHASES, JupyterNotebook, Phase
 from eb_sdk.offers import AsyncOffer, AsyncOffers
 from eb_sdk.sessions import AsyncSession
 
@@ -32,17 +32,7 @@ __all__ = [
 ]
 
 #: The phases the sidebar lists: accepted and later (offers live in the offers section).
-LISTED_PHASES = (
-    Phase.ACCEPTED,
-    Phase.WAITING,
-    Phase.PREPARING,
-    Phase.AVAILABLE,
-    Phase.RUNNING,
-    Phase.RELEASING,
-    Phase.COMPLETED,
-    Phase.FAILED,
-    Phase.CANCELLED,
-)
+LISTED_PHASES = frozenset({*ACTIVE_PHASES, Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
 #: How many of a session's latest messages the sidebar shows.
 MESSAGES = 3
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import eb_sdk as eb
 from tests.fixtures.jupyter import JupyterProcess
 from tests.fixtures.notebooks import write_notebook
 from tests.fixtures.services import BrokerProcess, free_port
@@ -36,6 +37,15 @@ def beta_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProc
     broker = local_broker(tmp_path_factory.mktemp("beta"))
     yield broker
     broker.stop()
+
+
+def book_from_code(broker: BrokerProcess, notebook: Path, start: str) -> eb.Session:
+    """What a notebook cell does: eb.request(...).earliest().accept(), as alice."""
+    alpha = eb.Broker(broker.url, name="alpha", token=broker.tokens["alice"])
+    offers = eb.request(
+        eb.Notebook(notebook), duration="10 min", start=start, brokers=alpha, compute={}
+    )
+    return offers.earliest().accept()
 
 
 def server_env(*brokers: BrokerProcess, user: str = "alice") -> dict[str, str]:

@@ -20,32 +20,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import playwright.sync_api as playwright_api
 import pytest
 
+from tests.fixtures.browser import launch_chromium
 from tests.fixtures.jupyter import JupyterProcess
 from tests.fixtures.notebooks import write_notebook
 from tests.fixtures.services import REPO_ROOT, BrokerProcess
 
-from .conftest import server_env
-from .test_handlers import book_from_code
+from .conftest import book_from_code, server_env
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 LONG = 120_000  # ms: JupyterLab on a loaded 2-core machine is slow
 
-import playwright.sync_api as playwright_api  # noqa: E402 - after the constants it documents
-
 pytestmark = pytest.mark.slow
-assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: ./dev setup installs Debian's chromium"
 
 
 def installed_extension_is_current() -> None:
@@ -92,7 +80,7 @@ def shots(tmp_path: Path) -> Path:
 @pytest.fixture
 def page(lab: JupyterProcess, shots: Path) -> Iterator[Any]:
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.set_default_timeout(LONG)
         try:

@@ -14,11 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-import eb_sdk as eb
 from tests.fixtures.jupyter import JupyterProcess
 from tests.fixtures.services import BrokerProcess, free_port
 
-from .conftest import server_env
+from .conftest import book_from_code, server_env
 
 ROUTES = [
     ("GET", "/eb/brokers"),
@@ -30,15 +29,6 @@ ROUTES = [
     ("GET", "/eb/batches"),
     ("POST", "/eb/batches/b1/reopen"),
 ]
-
-
-def book_from_code(broker: BrokerProcess, notebook: Path, start: str) -> eb.Session:
-    """What a notebook cell does: eb.request(...).earliest().accept()."""
-    alpha = eb.Broker(broker.url, name="alpha", token=broker.tokens["alice"])
-    offers = eb.request(
-        eb.Notebook(notebook), duration="10 min", start=start, brokers=alpha, compute={}
-    )
-    return offers.earliest().accept()
 
 
 @pytest.fixture
