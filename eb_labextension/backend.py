@@ -90,8 +90,11 @@ def _number(
     raw = data.get(key, default)
     try:
         value = kind(raw)
+        whole = kind is not int or float(raw) == value
     except (TypeError, ValueError):
         raise InvalidRequest(f"{key}: expected a number, not {raw!r}") from None
+    if not whole:
+        raise InvalidRequest(f"{key}: expected a whole number, not {raw!r}")
     if value < minimum:
         raise InvalidRequest(f"{key}: must be at least {minimum:g}, not {raw!r}")
     return value

@@ -121,7 +121,11 @@ async def list_batches(root: Path | None) -> dict[str, Any]:
     if lister is None:
         return {"available": False, "batches": []}
     items = await _call(lister)
-    return {"available": True, "batches": [batch_view(b, root) for b in items or []]}
+    try:
+        views = [batch_view(b, root) for b in items or []]
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise EBError(f"the SDK's batches are not what the sidebar reads: {exc}") from None
+    return {"available": True, "batches": views}
 
 
 async def reopen(batch_id: str, run_input: str) -> AsyncSession:

@@ -321,7 +321,11 @@ export class EBSidebar extends Widget {
             'div',
             { class: 'eb-connectors' },
             links.map(c =>
-              h('a', { class: 'eb-connector', href: c.location, target: '_blank', rel: 'noopener' }, `Open ${c.kind || 'link'}`)
+              h(
+                'a',
+                { class: 'eb-connector', href: c.location, target: '_blank', rel: 'noopener', title: c.location },
+                /^(https?)?$/i.test(c.kind) ? 'Open' : `Open ${c.kind}`
+              )
             )
           )
         : null,
