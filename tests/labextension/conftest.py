@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,11 +40,15 @@ def beta_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProc
     broker.stop()
 
 
-def book_from_code(broker: BrokerProcess, notebook: Path, start: str) -> eb.Session:
-    """What a notebook cell does: eb.request(...).earliest().accept(), as alice."""
+def book_from_code(
+    broker: BrokerProcess, what: Path | Any, start: str, name: str | None = None
+) -> eb.Session:
+    """What a notebook cell does: eb.request(...).earliest().accept(), as alice; ``what`` is
+    a notebook's path or an executable (eb.JupyterServer(...))."""
     alpha = eb.Broker(broker.url, name="alpha", token=broker.tokens["alice"])
+    executable = eb.Notebook(what) if isinstance(what, Path) else what
     offers = eb.request(
-        eb.Notebook(notebook), duration="10 min", start=start, brokers=alpha, compute={}
+        executable, duration="10 min", start=start, brokers=alpha, compute={}, name=name
     )
     return offers.earliest().accept()
 

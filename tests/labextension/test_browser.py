@@ -6,6 +6,8 @@ eb-brokers.
    brings the "available soon" reminder; Cancel it.
 2. "Run this notebook…" from the command palette on an open notebook: the dialog, the offers
    of both brokers in the sidebar, Accept, the toast, and the COMPLETED toast.
+3. An interactive Jupyter server booked from code: AVAILABLE, its link on the card and in the
+   toast; Cancel stops it.
 
 Screenshots go to the test's tmp_path and are copied to tests/labextension/artifacts/ (not
 tracked). Uses the system Chromium at /usr/bin/chromium; no browser is ever downloaded.
@@ -23,6 +25,7 @@ from typing import Any
 import playwright.sync_api as playwright_api
 import pytest
 
+import eb_sdk as eb
 from tests.fixtures.browser import launch_chromium
 from tests.fixtures.jupyter import JupyterProcess
 from tests.fixtures.notebooks import write_notebook
@@ -210,3 +213,27 @@ def test_run_this_notebook_offers_accept_and_the_toasts(
     assert page.locator("#eb-sidebar .eb-error").count() == 0
     for name in ("dialog.png", "offers.png", "accepted.png", "completed.png"):
         save(shots, name)
+
+
+def test_an_interactive_session_is_announced_available_with_its_link(
+    lab: JupyterProcess, page: Any, shots: Path, lab_broker: BrokerProcess
+) -> None:
+    page.goto(f"{lab.url}/lab?token={lab.token}")
+    sidebar = open_sidebar(page)
+    sidebar.locator(".eb-broker.eb-ok", has_text="alpha").wait_for()
+
+    server = eb.JupyterServer(lab.root)
+    session = book_from_code(lab_broker, server, "now", name="interactive")
+    card = sidebar.locator(f".eb-session[data-key='alpha/{session.uuid}']")
+    card.locator(".eb-phase", has_text="AVAILABLE").wait_for(timeout=180_000)
+    link = card.locator("a.eb-connector")
+    url = session.refresh().connectors[0].location
+    assert link.get_attribute("href") == url and link.inner_text() == "Open"
+    available = toast(page, "interactive on alpha is AVAILABLE")
+    assert available.locator("button", has_text="Open").count() == 1
+    page.screenshot(path=str(shots / "available.png"))
+
+    card.locator("button.eb-cancel").click()
+    card.locator(".eb-phase", has_text="CANCELLED").wait_for(timeout=180_000)
+    assert card.locator("a.eb-connector").count() == 0
+    save(shots, "available.png")
