@@ -8,6 +8,9 @@ eb-brokers.
    of both brokers in the sidebar, Accept, the toast, and the COMPLETED toast.
 3. An interactive Jupyter server booked from code: AVAILABLE, its link on the card and in the
    toast; Cancel stops it.
+4. The batch section, with a stand-in for the SDK's batch API (batch_standin.py): counts per
+   phase, the "batch finished" toast, a failed run's output notebook opened at the failing
+   cell, and "Re-open interactively" booking a real Jupyter server.
 
 Screenshots go to the test's tmp_path and are copied to tests/labextension/artifacts/ (not
 tracked). Uses the system Chromium at /usr/bin/chromium; no browser is ever downloaded.
@@ -58,18 +61,21 @@ def installed_extension_is_current() -> None:
     )
 
 
+def start_lab(base: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> JupyterProcess:
+    installed_extension_is_current()
+    server = JupyterProcess(base, app="lab", env=env, args=args).start()
+    write_notebook(server.root / "short.ipynb", "print('n is', n * 2)", parameters="n = 1")
+    return server
+
+
 @pytest.fixture
 def lab(
     tmp_path: Path, lab_broker: BrokerProcess, beta_broker: BrokerProcess
 ) -> Iterator[JupyterProcess]:
-    installed_extension_is_current()
-    server = JupyterProcess(
-        tmp_path / "lab", app="lab", env=server_env(lab_broker, beta_broker, user="alice")
-    )
-    server.start()
-    write_notebook(server.root / "short.ipynb", "print('n is', n * 2)", parameters="n = 1")
+    server = start_lab(tmp_path / "lab", server_env(lab_broker, beta_broker))
     yield server
     server.stop()
+    print(f"jupyterlab log: {server.log}\n{server.tail(3000)}")
 
 
 @pytest.fixture
@@ -81,7 +87,7 @@ def shots(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def page(lab: JupyterProcess, shots: Path) -> Iterator[Any]:
+def page(shots: Path) -> Iterator[Any]:
     with playwright_api.sync_playwright() as p:
         browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -92,7 +98,6 @@ def page(lab: JupyterProcess, shots: Path) -> Iterator[Any]:
             page.screenshot(path=str(shots / "failure.png"))
             raise
         finally:
-            print(f"jupyterlab log: {lab.log}\n{lab.tail(3000)}")
             browser.close()
 
 
@@ -237,3 +242,67 @@ def test_an_interactive_session_is_announced_available_with_its_link(
     card.locator(".eb-phase", has_text="CANCELLED").wait_for(timeout=180_000)
     assert card.locator("a.eb-connector").count() == 0
     save(shots, "available.png")
+
+
+@pytest.fixture
+def batch_lab(tmp_path: Path, lab_broker: BrokerProcess) -> Iterator[JupyterProcess]:
+    """JupyterLab whose eb_sdk has the stand-in batch API (see batch_standin)."""
+    base = tmp_path / "lab"
+    config = tmp_path / "batch_config.py"
+    config.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {REPO_ROOT!r})\n"
+        "from tests.labextension.batch_standin import install\n"
+        f"install({str(base / 'root')!r}, {lab_broker.url!r}, {lab_broker.tokens['alice']!r})\n"
+    )
+    server = start_lab(base, server_env(lab_broker), (f"--config={config}",))
+    (server.root / "out").mkdir()
+    write_notebook(
+        server.root / "out" / "b.fits.ipynb",
+        "data = input_file",
+        "raise ValueError('cannot read ' + data)",
+        "print('never here')",
+        parameters="input_file = 'b.fits'",
+    )
+    yield server
+    server.stop()
+    print(f"jupyterlab log: {server.log}\n{server.tail(3000)}")
+
+
+def test_batches_the_failed_run_at_its_cell_and_reopen_interactively(
+    batch_lab: JupyterProcess, page: Any, shots: Path, lab_broker: BrokerProcess
+) -> None:
+    lab = batch_lab
+    page.goto(f"{lab.url}/lab?token={lab.token}")
+    sidebar = open_sidebar(page)
+    batch = sidebar.locator(".eb-batch[data-id='fits-0001']")
+    batch.locator(".eb-count", has_text="2 RUNNING").wait_for()
+    assert "1/3" in batch.inner_text()
+
+    (lab.root / "batch-done").touch()
+    sidebar.locator("button.eb-refresh").click()
+    toast(page, "Batch fits finished: 2 COMPLETED, 1 FAILED")
+    batch.locator(".eb-count", has_text="1 FAILED").wait_for()
+    batch.locator("summary", has_text="1 failed run").click()
+    run = batch.locator(".eb-failed-run", has_text="b.fits")
+    assert "ValueError: cannot read b.fits" in run.inner_text()
+    page.screenshot(path=str(shots / "batch.png"))
+
+    # the output notebook opens at the failing cell
+    run.locator("button.eb-open-failed", has_text="Open at cell 2").click()
+    active = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell.jp-mod-active")
+    active.locator(".cm-content", has_text="raise ValueError").wait_for()
+    assert page.locator(".lm-TabBar-tab.lm-mod-current", has_text="b.fits.ipynb").count() == 1
+    page.screenshot(path=str(shots / "failing-cell.png"))
+
+    # "re-open interactively": a Jupyter server booked now, listed with the sessions
+    run.locator("button.eb-reopen").click()
+    toast(page, "Re-opening b.fits interactively on alpha")
+    card = sidebar.locator(".eb-session", has_text="reopen b.fits")
+    card.wait_for()
+    card.locator(".eb-phase", has_text="AVAILABLE").wait_for(timeout=180_000)
+    page.screenshot(path=str(shots / "reopened.png"))
+    card.locator("button.eb-cancel").click()
+    card.locator(".eb-phase", has_text="CANCELLED").wait_for(timeout=180_000)
+    for name in ("batch.png", "failing-cell.png", "reopened.png"):
+        save(shots, name)
