@@ -1,12 +1,15 @@
 """``EBSpawner``: JupyterHub single-user servers in slots offered by Execution Brokers.
 
 The form's offers are *quotes*: they are requested before the hub has made the server's API
-token, so their executable cannot carry the hub's environment. Spawning therefore books
-again on the chosen broker, with the real executable (``jupyterhub-singleuser`` and the
-environment from :meth:`get_env`), and rejects the quote. A later offer is accepted as it is
-(a *booking* that holds the capacity); at its slot the bookings service starts the server
-through the hub API with the booking in ``user_options``, and the spawner hands the booking
-over: it cancels it and books the same broker at once for the rest of the slot.
+token, so their executable cannot carry the hub's environment, and a broker only lets a
+client change a session's phase, never its executable. Spawning "now" therefore rejects the
+quotes and at once asks the broker the user picked again, with the real executable
+(``jupyterhub-singleuser`` and the environment from :meth:`get_env`); it takes that broker's
+offer only if it still starts now, and says so when it differs from the one picked. A later
+offer is accepted as it is (a *booking* that holds the capacity); at its slot the bookings
+service starts the server through the hub API with the booking in ``user_options``, and the
+spawner hands the booking over: it cancels it and books the same broker at once for the rest
+of the slot. Workshop seats are handed over the same way.
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ from traitlets import Float, List, Unicode, default
 import eb_sdk as eb
 from eb_sdk import aio
 from eb_sdk.model import Phase
+from eb_sdk.model.times import Interval
+from eb_sdk.offers import AsyncOffer, AsyncOffers
 
+from . import cancels
 from . import form as formlib
-from .bookings import Booking, list_bookings
+from .bookings import Booking, bookings_in, hub_sessions
 from .config import (
     BOOKING_TAG,
     SEAT_TAG,
@@ -36,10 +42,12 @@ from .config import (
     EBSettings,
     Profile,
     Tag,
-    safe,
+    decode,
     tag_for,
 )
 from .notify import Notifier
+from .quotes import QuoteSet, reject_quietly
+from .workshops import held_seat, open_seats
 
 #: Progress (percent) shown for each phase while starting.
 PROGRESS = {
@@ -51,10 +59,20 @@ PROGRESS = {
     Phase.RUNNING: 100,
 }
 ALIVE = {Phase.ACCEPTED, Phase.WAITING, Phase.PREPARING, Phase.AVAILABLE, Phase.RUNNING}
+#: A booked slot is looked for this long after the time the broker named (minutes).
+FIT_WINDOW = timedelta(minutes=15)
+#: Seconds a handed-over booking or seat may take to end (its capacity is free only then).
+HANDOVER_TIMEOUT = 30.0
+
+#: Seats being handed over in this hub process (two members never take the same seat).
+_CLAIMED: set[str] = set()
+_SEAT_LOCK = asyncio.Lock()
 
 
 class UserError(Exception):
     """An error shown to the user as it is (on the spawn page)."""
+
+    jupyterhub_message: str | None
 
     def __init__(self, message: str, html: str | None = None) -> None:
         super().__init__(message)
@@ -63,8 +81,18 @@ class UserError(Exception):
             self.jupyterhub_html_message = html
 
 
-class Booked(UserError):
-    """Not an error: a later offer was booked; the form says so instead of spawning."""
+class Notice(UserError):
+    """Not an error (offers refreshed, a slot booked): the page shows it as news, without
+    JupyterHub's "Error:" in front."""
+
+    def __init__(self, message: str, html: str | None = None) -> None:
+        super().__init__(message)
+        self.jupyterhub_message = None
+        self.jupyterhub_html_message = formlib.notice(html or formlib.esc(message))
+
+
+class Booked(Notice):
+    """A later offer was booked; the form says so instead of spawning."""
 
 
 class EBSpawner(Spawner, EBSettings):
@@ -95,6 +123,12 @@ class EBSpawner(Spawner, EBSettings):
         config=True
     )
 
+    cancel_retry_interval = Float(
+        30.0,
+        help="When stopping a server could not cancel its session (the broker was down), try "
+        "again this often (seconds) until the broker has ended it.",
+    ).tag(config=True)
+
     @default("start_timeout")
     def _start_timeout(self) -> int:
         return 300
@@ -103,6 +137,8 @@ class EBSpawner(Spawner, EBSettings):
     def _apply_user_options_default(self) -> Any:
         async def check(spawner: EBSpawner, user_options: dict[str, Any]) -> None:
             # the REST API's user_options are checked before the spawn starts (HTTP 400)
+            if spawner.session_uuid:
+                return  # a start that was under way when the hub stopped: start() reattaches
             try:
                 await spawner.validate_options(dict(user_options or {}))
             except UserError as exc:
@@ -122,6 +158,7 @@ class EBSpawner(Spawner, EBSettings):
         self._form_choice: dict[str, str] = {}
         self._form_message = ""
         self._from_booking = False
+        self._quotes = QuoteSet()
 
     # -- who ------------------------------------------------------------------------------------
 
@@ -138,20 +175,37 @@ class EBSpawner(Spawner, EBSettings):
     def my_profiles(self) -> list[Profile]:
         return self.profiles_for(self.user_groups(), self.is_admin())
 
-    def my_tag(self, profile: str, kind: str = BOOKING_TAG) -> str:
-        return tag_for(self.user_name, self.name or "", profile, kind)
+    def my_tag(self, profile: str, kind: str = BOOKING_TAG, workshop: str = "") -> str:
+        return tag_for(self.user_name, self.name or "", profile, kind, workshop)
+
+    @property
+    def cancel_key(self) -> cancels.Key:
+        return (self.user_name, self.name or "")
+
+    def service_url(self) -> str:
+        base = self.hub.base_url.rstrip("/").rsplit("/hub", 1)[0] if self.hub else ""
+        return f"{base}/services/{self.service_name}/"
 
     # -- the form -----------------------------------------------------------------------------
 
     async def _render_form(self, spawner: Spawner | None = None) -> str:
+        if await self._in_flight():
+            return ""  # no form: the hub starts the server at once and start() reattaches
         profiles = self.my_profiles()
         if not profiles:
             return formlib.no_profiles()
-        choice = self._form_choice or {"profile": profiles[0].slug, "when": "now"}
+        choice = self._choice_from_request() or self._form_choice
+        if not choice:
+            choice = {"profile": profiles[0].slug, "when": "now"}
+        self._form_choice = choice
         profile = next((p for p in profiles if p.slug == choice.get("profile")), profiles[0])
-        quotes, seat = await asyncio.gather(
-            self.quote(profile, choice.get("when", "now"), choice.get("at", "")), self.find_seat()
+        await self._quotes.release()  # the offers shown before are not wanted any more
+        quotes, found = await asyncio.gather(
+            self.quote(profile, choice.get("when", "now"), choice.get("at", "")),
+            hub_sessions(self),
         )
+        seats = open_seats(found, self.user_name, self.user_groups(), self.start_ahead)
+        message, self._form_message = self._form_message, ""
         return formlib.render(
             profiles,
             profile,
@@ -159,26 +213,38 @@ class EBSpawner(Spawner, EBSettings):
             quotes,
             self.tz(),
             self.now_threshold,
-            self._form_message,
-            seat=seat,
+            message,
+            seat=seats[0] if seats else None,
+            bookings=bookings_in(found, user=self.user_name, seats=False),
+            service_url=self.service_url(),
         )
+
+    def _choice_from_request(self) -> dict[str, str]:
+        """The choice the form's script sent with its GET (never a stale request's)."""
+        handler = getattr(self, "handler", None)
+        if handler is None or getattr(handler, "_finished", True):
+            return {}
+        if handler.request.method != "GET":
+            return {}
+        return formlib.parse_choice(handler.request.headers.get(formlib.CHOICE_HEADER))
+
+    async def _in_flight(self) -> bool:
+        """A session from a start the hub did not see finish (it was restarted meanwhile)."""
+        if not self.session_uuid or self.active:
+            return False
+        try:
+            session = await self._session()
+        except eb.EBError:
+            return False
+        return session is not None and session.phase in ALIVE
 
     async def find_seat(self) -> Booking | None:
         """A workshop seat reserved for one of my groups whose window is open now."""
-        groups = {safe(g) for g in self.user_groups()}
-        if not groups:
+        if not self.user_groups():
             return None
-        now = datetime.now(UTC)
-        ahead = timedelta(seconds=self.start_ahead)
-        for booking in await list_bookings(self):
-            if (
-                booking.group in groups
-                and booking.start
-                and booking.end
-                and booking.start - ahead <= now < booking.end
-            ):
-                return booking
-        return None
+        found = await hub_sessions(self)
+        seats = open_seats(found, self.user_name, self.user_groups(), self.start_ahead)
+        return seats[0] if seats else None
 
     def start_phrase(self, when: str, at: str) -> Any:
         if when == "at":
@@ -198,6 +264,8 @@ class EBSpawner(Spawner, EBSettings):
     async def quote(self, profile: Profile, when: str, at: str = "") -> formlib.Quotes:
         """Every broker's offers for ``profile`` starting ``when`` (errors become notes)."""
         brokers = self.broker_objects(profile.brokers or None)
+        if not brokers:
+            return formlib.Quotes([], [], [f"No broker is configured for {profile.display_name}."])
         try:
             start = self.start_phrase(when, at)
             offers = await aio.request(
@@ -214,9 +282,10 @@ class EBSpawner(Spawner, EBSettings):
             return formlib.Quotes([], [], [str(exc)])
         except eb.EBError as exc:
             return formlib.Quotes([], [], [f"No broker could be asked: {exc}"])
+        self._quotes.remember(offers)
         notes = [f"{w.broker} is not answering right now ({w.error})" for w in offers.warnings]
-        reasons = [f"{b}: {m.message or m}" for b, m in offers.reasons]
-        return formlib.Quotes(list(offers), reasons, notes)
+        reasons, fits = formlib.reasons_and_fits(offers.reasons, set(offers.brokers))
+        return formlib.Quotes(list(offers), reasons, notes, fits)
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         def one(key: str) -> str:
@@ -235,18 +304,12 @@ class EBSpawner(Spawner, EBSettings):
         """Validate the form; refresh the offers, book a later offer, or spawn now."""
         options = self.options_from_form(formdata)
         self._form_choice = {k: options[k] for k in ("profile", "when", "at")}
-        if options["action"] == "refresh" or not options["offer"]:
-            self._form_message = ""
-            raise UserError(
-                "Offers refreshed: pick one and press Start."
-                if options["action"] == "refresh"
-                else "Pick one of the offers (refresh them if none is listed)."
-            )
+        if options["action"] == "refresh":
+            raise Notice("Offers refreshed: pick one and press Start.")
+        if not options["offer"]:
+            raise UserError("Pick one of the offers (refresh them if none is listed).")
         validated = await self.validate_options(options)
-        if "booking" in validated:  # a workshop seat: taken over now
-            return {"booking": validated["booking"], "profile": validated["profile"]}
-        if validated.get("booking_now"):
-            validated.pop("booking_now")
+        if "seat" in validated or "booking" in validated or validated.get("booking_now"):
             return validated
         raise await self.book_later(validated)
 
@@ -254,21 +317,26 @@ class EBSpawner(Spawner, EBSettings):
         """Check user_options from anywhere (form or REST API); never trust them."""
         if not isinstance(options, dict):
             raise UserError("user_options must be an object")
+        ref = str(options.get("offer") or "")
         if "booking" in options:
             return await self._validate_booking(options["booking"])
-        if str(options.get("offer") or "").startswith("seat|"):
-            _, broker_name, uuid = str(options["offer"]).split("|", 2)
-            return await self._validate_booking({"broker": broker_name, "session": uuid})
+        if ref.startswith("seat|") or "seat" in options:
+            seat = options.get("seat")
+            if ref.startswith("seat|"):
+                _, group, workshop = [*ref.split("|", 2), "", ""][:3]
+                seat = {"group": decode(group), "workshop": decode(workshop)}
+            return await self._validate_seat(seat)
         slug = str(options.get("profile") or "")
         profiles = {p.slug: p for p in self.my_profiles()}
         if slug not in profiles:
             raise UserError(f"You may not use the profile {slug!r}.")
-        ref = str(options.get("offer") or "")
+        if ref.startswith("fit|"):
+            return self._validate_fit(profiles[slug], ref)
         if not ref and str(options.get("when") or "now") == "now":
-            seat = await self.find_seat()
-            if seat is not None:
-                return await self._validate_booking(
-                    {"broker": seat.broker, "session": seat.session}
+            seat_booking = await self.find_seat()
+            if seat_booking is not None:
+                return await self._validate_seat(
+                    {"group": seat_booking.group, "workshop": seat_booking.workshop}
                 )
             # the REST API without an offer: the earliest slot now on any allowed broker
             return {"profile": slug, "broker": None, "offer": None, "booking_now": True}
@@ -287,25 +355,50 @@ class EBSpawner(Spawner, EBSettings):
         except eb.EBError as exc:
             raise UserError(f"{broker_name} cannot be reached: {exc}") from None
         tag = Tag.parse(offer.name)
-        if (
-            tag is None
-            or tag.kind != BOOKING_TAG
-            or tag.user != safe(self.user_name)
-            or tag.profile != slug
-        ):
+        if tag is None or tag.kind != BOOKING_TAG or tag.user != self.user_name:
             self.log.warning("offer %s is named %r, not for %s", uuid, offer.name, self.user_name)
-            raise UserError("That offer was not made for you and this profile.")
+            raise UserError("That offer was not made for you.")
+        if tag.profile != slug:
+            shown = profiles[tag.profile].display_name if tag.profile in profiles else tag.profile
+            raise UserError(
+                f"That offer is for the profile {shown!r}, not {profiles[slug].display_name!r}: "
+                "the offers were not refreshed after the profile changed. Refresh them."
+            )
         if offer.phase != Phase.OFFERED or offer.is_expired():
             raise UserError("That offer has expired or was taken: refresh the offers.")
+        if profiles[slug].brokers and broker_name not in profiles[slug].brokers:
+            raise UserError(f"{profiles[slug].display_name} may not run on {broker_name}.")
         start = offer.start or datetime.now(UTC)
         now = (start - datetime.now(UTC)).total_seconds() <= self.now_threshold
         return {
             "profile": slug,
             "broker": broker_name,
             "offer": uuid,
+            "platform": offer.platform,
             "start": start.isoformat(),
             "end": offer.end.isoformat() if offer.end else None,
             "booking_now": now,
+        }
+
+    def _validate_fit(self, profile: Profile, ref: str) -> dict[str, Any]:
+        """``fit|<broker>|<start>``: book the earliest slot a broker said would fit."""
+        parts = ref.split("|", 2)
+        broker_name = parts[1] if len(parts) == 3 else ""
+        if self.broker_named(broker_name) is None:
+            raise UserError(f"Unknown broker {broker_name!r}.")
+        if profile.brokers and broker_name not in profile.brokers:
+            raise UserError(f"{profile.display_name} may not run on {broker_name}.")
+        try:
+            start = datetime.fromisoformat(parts[2])
+        except ValueError:
+            raise UserError(f"Cannot read the time {parts[2]!r}.") from None
+        if start.tzinfo is None:
+            raise UserError("The slot's time needs a time zone.")
+        return {
+            "profile": profile.slug,
+            "broker": broker_name,
+            "fit": start.astimezone(UTC).isoformat(),
+            "booking_now": False,
         }
 
     async def _validate_booking(self, booking: Any) -> dict[str, Any]:
@@ -319,13 +412,9 @@ class EBSpawner(Spawner, EBSettings):
         except eb.EBError as exc:
             raise UserError(f"The booking cannot be found: {exc}") from None
         tag = Tag.parse(session.name)
-        mine = tag is not None and tag.kind == BOOKING_TAG and tag.user == safe(self.user_name)
-        seat = (
-            tag is not None
-            and tag.kind == SEAT_TAG
-            and tag.group in {safe(g) for g in self.user_groups()}
-        )
-        if tag is None or not (mine or seat):
+        if tag is not None and tag.kind == SEAT_TAG:  # any free seat of that workshop
+            return await self._validate_seat({"group": tag.group, "workshop": tag.workshop})
+        if tag is None or tag.kind != BOOKING_TAG or tag.user != self.user_name:
             raise UserError("That booking is not yours.")
         if session.phase not in ALIVE:
             raise UserError(f"That booking is {session.phase.value.lower()}.")
@@ -336,24 +425,57 @@ class EBSpawner(Spawner, EBSettings):
             "end": session.end.isoformat() if session.end else None,
         }
 
+    async def _validate_seat(self, seat: Any) -> dict[str, Any]:
+        """A seat of a workshop for one of my groups, while its window is open, if I hold
+        none of that workshop yet."""
+        if not isinstance(seat, dict) or not seat.get("workshop"):
+            raise UserError("seat must be an object with the workshop")
+        group, workshop = str(seat.get("group") or ""), str(seat["workshop"])
+        if group not in self.user_groups():
+            raise UserError("That workshop is not for your groups.")
+        found = await hub_sessions(self)
+        server = held_seat(found, self.user_name, workshop)
+        if server is not None and server != (self.name or ""):
+            where = f"server {server!r}" if server else "your default server"
+            raise UserError(f"You already have a seat of this workshop ({where}): one each.")
+        seats = [
+            s
+            for s in open_seats(found, self.user_name, [group], self.start_ahead)
+            if s.workshop == workshop
+        ]
+        if not seats:
+            raise UserError(
+                "No seat of this workshop is free now: all are taken, or its time has not come."
+            )
+        return {"seat": {"group": group, "workshop": workshop}, "profile": seats[0].profile}
+
     async def book_later(self, options: dict[str, Any]) -> Booked:
         """Accept a later offer as a booking; the exception tells the user it is booked."""
         limit = self.bookings_limit(self.user_groups())
-        mine = [b for b in await list_bookings(self, user=self.user_name) if b.user]
+        found = await hub_sessions(self)
+        mine = bookings_in(found, user=self.user_name, seats=False)
         if len(mine) >= limit:
             raise UserError(
                 f"You already have {len(mine)} booking(s), the most allowed is {limit}. "
-                f"Cancel one at /services/{self.service_name}/."
+                f"Cancel one at {self.service_url()}."
             )
         broker = self.broker_named(options["broker"])
-        offer = await aio.find_offer(options["offer"], brokers=[broker] if broker else None)
+        if broker is None:
+            raise UserError(f"Unknown broker {options['broker']!r}.")
         try:
+            if options.get("fit"):
+                await self._quotes.release()
+                offer = await self._offer_at(options, broker)
+            else:
+                offer = await aio.find_offer(options["offer"], brokers=[broker])
             session = await offer.accept()
         except eb.EBError as exc:
             raise self.explain(exc) from None
+        finally:
+            await self._quotes.release(keep=[str(options.get("offer") or "")])
         when = formlib.when_text(session.start, self.tz())
         msg = f"Your session is booked for {when} on {options['broker']}."
-        link = f"{self.hub.base_url.rstrip('/').rsplit('/hub', 1)[0]}/services/{self.service_name}/"
+        link = self.service_url()
         html = (
             f"{formlib.esc(msg)} It starts by itself then; see or cancel your bookings at "
             f'<a href="{formlib.esc(link)}">{formlib.esc(link)}</a>.'
@@ -361,8 +483,29 @@ class EBSpawner(Spawner, EBSettings):
         self.log.info(
             "%s booked %s on %s for %s", self.user_name, session.uuid, offer.broker_name, when
         )
-        self._form_message = msg
         return Booked(msg, html)
+
+    async def _offer_at(self, options: dict[str, Any], broker: eb.Broker) -> AsyncOffer:
+        """An offer of ``broker`` starting at the slot it said would fit (or soon after)."""
+        profile = {p.slug: p for p in self.my_profiles()}[options["profile"]]
+        start = datetime.fromisoformat(options["fit"])
+        offers = await aio.request(
+            self.placeholder(profile),
+            compute=profile.compute(),
+            duration=profile.duration,
+            start=Interval(start, start + FIT_WINDOW),
+            name=self.my_tag(profile.slug),
+            brokers=[broker],
+            timeout=self.request_timeout,
+            tz=self.tz(),
+        )
+        fitting = [o for o in offers if o.start is not None and o.start < start + FIT_WINDOW]
+        if not fitting:
+            raise UserError(
+                f"The slot on {broker.name} at {formlib.when_text(start, self.tz())} was taken "
+                "meanwhile: refresh the offers for the next one."
+            )
+        return min(fitting, key=lambda o: o.start or start)
 
     def explain(self, exc: eb.EBError) -> UserError:
         """A broker error in words for the spawn page."""
@@ -414,28 +557,43 @@ class EBSpawner(Spawner, EBSettings):
             self._event_signal.set()
 
     async def _start(self) -> str:
+        if cancels.entries(self.cancel_key):
+            await cancels.retry(self.cancel_key, self.broker_named, self.log)
+        if self.session_uuid:
+            resumed = await self._resume()
+            if resumed is not None:
+                return resumed
         options = await self.validate_options(dict(self.user_options or {}))
-        profile = {p.slug: p for p in self.all_profiles()}.get(options["profile"])
+        await self._quotes.release()  # no quote is accepted as it is (see the module's text)
+        handed = "seat" in options or "booking" in options  # checked when it was booked
+        profiles = {p.slug: p for p in self.my_profiles()}
+        if handed:
+            profiles = {p.slug: p for p in self.all_profiles()} | profiles
+        profile = profiles.get(options["profile"])
         if profile is None:
-            raise UserError(f"The profile {options['profile']!r} is no longer configured.")
-        self._from_booking = "booking" in options
-        if "booking" in options:
-            broker = self.broker_named(options["booking"]["broker"])
-            assert broker is not None
-            await self._handover(broker, options)
+            raise UserError(f"The profile {options['profile']!r} is no longer yours to use.")
+        self._from_booking = handed
+        end: datetime | None = None
+        workshop = ""
+        picked: dict[str, Any] = {}
+        if "seat" in options:
+            broker, seat = await self._claim_seat(options["seat"])
+            end, workshop = seat.end, seat.workshop
+        elif "booking" in options:
+            found = self.broker_named(options["booking"]["broker"])
+            if found is None:
+                raise UserError("Unknown broker in the booking.")
+            broker = found
+            await self._handover(broker, options["booking"]["session"])
             end = datetime.fromisoformat(options["end"]) if options.get("end") else None
-            duration = (
-                end - datetime.now(UTC) if end and end > datetime.now(UTC) else profile.duration
-            )
         else:
-            if not options.pop("booking_now", False):
+            if not options.get("booking_now"):
                 raise await self.book_later(options)
-            duration = profile.duration
-            broker = self.broker_named(options["broker"]) if options.get("broker") else None
-            if broker is not None and options.get("offer"):
-                with contextlib.suppress(eb.EBError):
-                    quote = await aio.find_offer(options["offer"], brokers=[broker])
-                    await quote.reject()
+            named = self.broker_named(options["broker"]) if options.get("broker") else None
+            picked = options if named is not None else {}
+            broker = named  # type: ignore[assignment]
+        now = datetime.now(UTC)
+        duration: Any = end - now if end and end > now + timedelta(minutes=1) else profile.duration
         brokers = [broker] if broker else self.broker_objects(profile.brokers or None)
         where = broker.name if broker else "the brokers"
         self._emit(5, f"Asking {where} for a {profile.display_name} slot now")
@@ -446,22 +604,112 @@ class EBSpawner(Spawner, EBSettings):
                 compute=profile.compute(),
                 duration=duration,
                 start="now",
-                name=self.my_tag(profile.slug, SERVER_TAG),
+                name=self.my_tag(profile.slug, SERVER_TAG, workshop),
                 brokers=brokers,
                 timeout=self.request_timeout,
             )
-            offer = offers.earliest()
-            broker = offer.broker
+            offer = await self._now_offer(offers, where)
             session = await offer.accept()
         except eb.EBError as exc:
             raise self.explain(exc) from None
-        self.broker_name = broker.name
+        self.broker_name = offer.broker.name
         self.session_uuid = session.uuid
         self.broker_session_url = session.url or ""
         self.profile_slug = profile.slug
-        self._emit(20, f"Accepted an offer on {broker.name} ({offer.platform or 'broker'})")
+        self._emit(20, self._accepted_text(offer, picked))
         self.save_state_now()
         return await self._wait_ready(session)
+
+    async def _now_offer(self, offers: AsyncOffers, where: str) -> AsyncOffer:
+        """The earliest offer that starts now (within ``now_threshold``); none: say when."""
+        horizon = datetime.now(UTC) + timedelta(seconds=self.now_threshold)
+        now = [o for o in offers.raise_if_empty() if o.start is None or o.start <= horizon]
+        if now:
+            return min(now, key=lambda o: o.start or horizon)
+        await reject_quietly(offers)
+        first = formlib.when_text(offers.earliest().start, self.tz())
+        raise UserError(
+            f"Asked again, {where} cannot start this now any more (the earliest is {first}): "
+            "pick again on the spawn page."
+        )
+
+    def _accepted_text(self, offer: AsyncOffer, picked: dict[str, Any]) -> str:
+        """What was accepted, and how it differs from the offer the user picked."""
+        text = f"Accepted an offer on {offer.broker_name} ({offer.platform or 'broker'})"
+        if not picked:
+            return text
+        differences = []
+        if picked.get("platform") and offer.platform and picked["platform"] != offer.platform:
+            differences.append(f"platform {offer.platform}, not {picked['platform']}")
+        if picked.get("start") and offer.start:
+            shift = (offer.start - datetime.fromisoformat(picked["start"])).total_seconds()
+            if abs(shift) >= 60:
+                differences.append(f"starting {formlib.when_text(offer.start, self.tz())}")
+        if differences:
+            return f"{text}: it differs from the offer you picked ({'; '.join(differences)})"
+        return f"{text}, as you picked"
+
+    async def _resume(self) -> str | None:
+        """Reattach to the session of a start the hub did not see finish; None if it ended."""
+        try:
+            session = await self._session()
+        except eb.NotFound:
+            session = None
+        except eb.EBError as exc:
+            raise UserError(
+                f"Your server's broker {self.broker_name} cannot be reached ({exc}); try again."
+            ) from None
+        if session is None or session.phase not in ALIVE:
+            self._forget_session()
+            return None
+        self._emit(
+            20,
+            f"Reconnecting to your server on {self.broker_name} (session {session.uuid[:8]}, "
+            f"{session.phase.value.lower()})",
+        )
+        self.log.info("%s: reattaching to session %s", self._log_name, session.uuid)
+        return await self._wait_ready(session)
+
+    async def _claim_seat(self, seat: dict[str, Any]) -> tuple[eb.Broker, Booking]:
+        """Take over a free seat of the workshop (the next one when another member was
+        quicker)."""
+        tried: set[str] = set()
+        while True:
+            async with _SEAT_LOCK:
+                found = await hub_sessions(self)
+                free = [
+                    s
+                    for s in open_seats(found, self.user_name, [seat["group"]], self.start_ahead)
+                    if s.workshop == seat["workshop"]
+                    and s.session not in _CLAIMED
+                    and s.session not in tried
+                ]
+                if not free:
+                    raise UserError("All seats of this workshop are taken.")
+                chosen = free[0]
+                _CLAIMED.add(chosen.session)
+            tried.add(chosen.session)
+            broker = self.broker_named(chosen.broker)
+            if broker is not None and await self._handover(broker, chosen.session):
+                return broker, chosen
+
+    async def _handover(self, broker: eb.Broker, uuid: str) -> bool:
+        """Cancel a booking or seat so that its capacity is this server's; False when it was
+        gone already."""
+        self._emit(3, f"Taking over your booking on {broker.name}")
+        try:
+            booked = await aio.session(uuid, brokers=[broker])
+            if booked.is_final:
+                return False
+            await booked.cancel()
+            if not booked.is_final:  # launched already: its capacity is free once it ended
+                with contextlib.suppress(eb.EBError):
+                    await booked.wait(timeout=HANDOVER_TIMEOUT)
+        except (eb.NotFound, eb.Conflict):
+            return False
+        except eb.EBError as exc:
+            self.log.warning("handing over booking %s: %s", uuid, exc)
+        return True
 
     def save_state_now(self) -> None:
         """Write get_state() to the hub's database at once (a restart can then reattach)."""
@@ -473,17 +721,7 @@ class EBSpawner(Spawner, EBSettings):
         except Exception as exc:  # the hub saves it again when start() returns
             self.log.warning("could not save %s's state early: %s", self._log_name, exc)
 
-    async def _handover(self, broker: eb.Broker, options: dict[str, Any]) -> None:
-        uuid = options["booking"]["session"]
-        self._emit(3, f"Taking over your booking on {broker.name}")
-        try:
-            booked = await aio.session(uuid, brokers=[broker])
-            if not booked.is_final:
-                await booked.cancel()
-        except eb.EBError as exc:
-            self.log.warning("handing over booking %s: %s", uuid, exc)
-
-    async def _wait_ready(self, session: aio.Session) -> str:
+    async def _wait_ready(self, session: aio.AsyncSession) -> str:
         timeout = self.ready_timeout or float(self.start_timeout)
         deadline = time.monotonic() + timeout
         seen_phase: Phase | None = None
@@ -550,7 +788,7 @@ class EBSpawner(Spawner, EBSettings):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._event_signal.wait(), 1.0)
 
-    async def _session(self) -> aio.Session | None:
+    async def _session(self) -> aio.AsyncSession | None:
         if not self.session_uuid:
             return None
         broker = self.broker_named(self.broker_name)
@@ -559,12 +797,14 @@ class EBSpawner(Spawner, EBSettings):
         return await aio.session(self.session_uuid, brokers=[broker])
 
     async def poll(self) -> int | None:
+        """None while the session is alive (ACCEPTED … RUNNING) or its broker cannot be
+        reached; 1 once it FAILED; 0 once it ended otherwise, or is unknown."""
         if not self.session_uuid:
             return 0
         try:
             session = await self._session()
         except eb.NotFound:
-            self.clear_state()
+            self._forget_session()
             return 0
         except eb.EBError as exc:
             self.log.warning(
@@ -575,21 +815,56 @@ class EBSpawner(Spawner, EBSettings):
             return 0
         if session.phase in ALIVE:
             return None
+        self.log.info("%s: session %s is %s", self._log_name, session.uuid, session.phase.value)
         return 1 if session.phase == Phase.FAILED else 0
 
     async def stop(self, now: bool = False) -> None:
+        """Cancel the session; if its broker cannot be reached, keep retrying the cancel in
+        the background (JupyterHub forgets the server either way)."""
+        await self._quotes.release()
+        end: datetime | None = None
         try:
             session = await self._session()
             if session is not None and not session.is_final:
+                end = session.end
                 await session.cancel()
                 if not now:
                     with contextlib.suppress(eb.EBError):
                         await session.wait(timeout=15)
-        except eb.NotFound:
+        except (eb.NotFound, eb.Conflict):
             pass
         except eb.EBError as exc:
-            self.log.warning("stopping %s: %s", self._log_name, exc)
-        self.clear_state()
+            self.log.error(
+                "stopping %s: session %s on %s could not be cancelled (%s); trying again every "
+                "%g s",
+                self._log_name,
+                self.session_uuid,
+                self.broker_name,
+                exc,
+                self.cancel_retry_interval,
+            )
+            cancels.add(self.cancel_key, self.broker_name, self.session_uuid, end)
+            cancels.keep_retrying(
+                self.cancel_key,
+                self.broker_named,
+                self.cancel_retry_interval,
+                self._save_pending,
+                self.log,
+            )
+        self._forget_session()
+
+    def _save_pending(self) -> None:
+        """Write the pending cancels into the stored state (the rest of it as it is)."""
+        if self.orm_spawner is None:
+            return
+        state = dict(self.orm_spawner.state or {})
+        pending = cancels.entries(self.cancel_key)
+        if pending:
+            state["cancel_pending"] = pending
+        else:
+            state.pop("cancel_pending", None)
+        self.orm_spawner.state = state
+        self.user.db.commit()
 
     # -- state --------------------------------------------------------------------------------
 
@@ -602,6 +877,9 @@ class EBSpawner(Spawner, EBSettings):
                 session_url=self.broker_session_url,
                 profile=self.profile_slug,
             )
+        pending = cancels.entries(self.cancel_key)
+        if pending:
+            state["cancel_pending"] = pending
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -610,14 +888,23 @@ class EBSpawner(Spawner, EBSettings):
         self.session_uuid = str(state.get("session") or "")
         self.broker_session_url = str(state.get("session_url") or "")
         self.profile_slug = str(state.get("profile") or "")
+        if state.get("cancel_pending"):
+            cancels.merge(self.cancel_key, state["cancel_pending"])
+            cancels.keep_retrying(
+                self.cancel_key,
+                self.broker_named,
+                self.cancel_retry_interval,
+                self._save_pending,
+                self.log,
+            )
 
-    def clear_state(self) -> None:
-        super().clear_state()
+    def _forget_session(self) -> None:
         self.broker_name = ""
         self.session_uuid = ""
         self.broker_session_url = ""
         self.profile_slug = ""
 
-
-def booked_in(start: datetime | None) -> timedelta:
-    return (start - datetime.now(UTC)) if start else timedelta(0)
+    def clear_state(self) -> None:
+        """Forget the session (the pending cancels stay: get_state() still writes them)."""
+        super().clear_state()
+        self._forget_session()
