@@ -137,8 +137,6 @@ class EBSpawner(Spawner, EBSettings):
     def _apply_user_options_default(self) -> Any:
         async def check(spawner: EBSpawner, user_options: dict[str, Any]) -> None:
             # the REST API's user_options are checked before the spawn starts (HTTP 400)
-            if spawner.session_uuid:
-                return  # a start that was under way when the hub stopped: start() reattaches
             try:
                 await spawner.validate_options(dict(user_options or {}))
             except UserError as exc:
@@ -189,8 +187,6 @@ class EBSpawner(Spawner, EBSettings):
     # -- the form -----------------------------------------------------------------------------
 
     async def _render_form(self, spawner: Spawner | None = None) -> str:
-        if await self._in_flight():
-            return ""  # no form: the hub starts the server at once and start() reattaches
         profiles = self.my_profiles()
         if not profiles:
             return formlib.no_profiles()
@@ -227,16 +223,6 @@ class EBSpawner(Spawner, EBSettings):
         if handler.request.method != "GET":
             return {}
         return formlib.parse_choice(handler.request.headers.get(formlib.CHOICE_HEADER))
-
-    async def _in_flight(self) -> bool:
-        """A session from a start the hub did not see finish (it was restarted meanwhile)."""
-        if not self.session_uuid or self.active:
-            return False
-        try:
-            session = await self._session()
-        except eb.EBError:
-            return False
-        return session is not None and session.phase in ALIVE
 
     async def find_seat(self) -> Booking | None:
         """A workshop seat reserved for one of my groups whose window is open now."""
@@ -559,10 +545,6 @@ class EBSpawner(Spawner, EBSettings):
     async def _start(self) -> str:
         if cancels.entries(self.cancel_key):
             await cancels.retry(self.cancel_key, self.broker_named, self.log)
-        if self.session_uuid:
-            resumed = await self._resume()
-            if resumed is not None:
-                return resumed
         options = await self.validate_options(dict(self.user_options or {}))
         await self._quotes.release()  # no quote is accepted as it is (see the module's text)
         handed = "seat" in options or "booking" in options  # checked when it was booked
@@ -648,27 +630,6 @@ class EBSpawner(Spawner, EBSettings):
         if differences:
             return f"{text}: it differs from the offer you picked ({'; '.join(differences)})"
         return f"{text}, as you picked"
-
-    async def _resume(self) -> str | None:
-        """Reattach to the session of a start the hub did not see finish; None if it ended."""
-        try:
-            session = await self._session()
-        except eb.NotFound:
-            session = None
-        except eb.EBError as exc:
-            raise UserError(
-                f"Your server's broker {self.broker_name} cannot be reached ({exc}); try again."
-            ) from None
-        if session is None or session.phase not in ALIVE:
-            self._forget_session()
-            return None
-        self._emit(
-            20,
-            f"Reconnecting to your server on {self.broker_name} (session {session.uuid[:8]}, "
-            f"{session.phase.value.lower()})",
-        )
-        self.log.info("%s: reattaching to session %s", self._log_name, session.uuid)
-        return await self._wait_ready(session)
 
     async def _claim_seat(self, seat: dict[str, Any]) -> tuple[eb.Broker, Booking]:
         """Take over a free seat of the workshop (the next one when another member was
@@ -775,6 +736,27 @@ class EBSpawner(Spawner, EBSettings):
         if self._from_booking:
             await Notifier(self, self.log).ready(self.user_name, session.broker_name, str(url))
         return str(url)
+
+    async def get_url(self) -> str:
+        """The server's address from its session. After a hub restart during a start, the
+        hub asks this of a server that poll() says is alive: wait until the broker has it
+        ready (as start() would have), so the hub reattaches to it instead of giving up."""
+        stored = str(self.server.url) if self.server else ""
+        try:
+            session = await self._session()
+            if session is None or session.phase not in ALIVE:
+                return stored
+            if session.phase not in (Phase.AVAILABLE, Phase.RUNNING) or not session.connectors:
+                self.log.info(
+                    "%s: reattaching to session %s, still %s",
+                    self._log_name,
+                    session.uuid,
+                    session.phase.value.lower(),
+                )
+            return await self._wait_ready(session)
+        except (eb.EBError, UserError) as exc:
+            self.log.warning("%s: no address from its session: %s", self._log_name, exc)
+            return stored
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
         sent = 0

@@ -170,6 +170,56 @@ def spawn_via_form(hub: Hub, user: str, profile: str = "small") -> httpx.Client:
     return client
 
 
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate()`` every 0.2 s until it returns something true; that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(what)
+
+
+def broker_sessions(broker: BrokerProcess, *phases: str) -> list[dict[str, Any]]:
+    """The broker's sessions (in ``phases``) as ``{"uuid", "name", "phase", ...}``."""
+    params = {"phase": ",".join(phases)} if phases else None
+    with broker.client() as client:
+        answer = client.get("/sessions", params=params)
+    answer.raise_for_status()
+    return [
+        {**item, "uuid": item["meta"]["uuid"], "name": item["meta"].get("name") or ""}
+        for item in answer.json()
+    ]
+
+
+def phase_of(broker: BrokerProcess, uuid: str) -> str:
+    with broker.client() as client:
+        return str(client.get(f"/sessions/{uuid}").json()["phase"])
+
+
+def set_phase(broker: BrokerProcess, uuid: str, value: str) -> httpx.Response:
+    with broker.client() as client:
+        return client.post(
+            f"/sessions/{uuid}",
+            json={"kind": "uri:enum-value-update", "path": "phase", "value": value},
+        )
+
+
+def stored_state(hub: Hub, user: str, server: str = "") -> dict[str, Any]:
+    """The spawner state the hub keeps in its database for ``user``'s ``server``."""
+    import json
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(hub.dir / "hub.sqlite")) as db:
+        row = db.execute(
+            "SELECT spawners.state FROM spawners JOIN users ON users.id = spawners.user_id "
+            "WHERE users.name = ? AND spawners.name = ?",
+            (user, server),
+        ).fetchone()
+    return dict(json.loads(row[0]) or {}) if row and row[0] else {}
+
+
 def restart_hub(hub: Hub) -> Hub:
     """Start ``hub`` again from its own config file: same ports, same database."""
     import subprocess
