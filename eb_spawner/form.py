@@ -3,7 +3,8 @@
 Without JavaScript everything works by posting the form (Refresh posts it, and JupyterHub
 shows the page again). With it, changing the profile, "when" or the date, or pressing
 Refresh, fetches the spawn page again (a GET with the choice in an ``X-EB-Form`` header, so
-the hub never takes it for a spawn) and swaps in the new offers; nothing is shown as "Error:".
+the hub never takes it for a spawn) and swaps in the new offers. News (offers refreshed, a slot
+booked) is shown in the form, never in JupyterHub's "Error:" box.
 """
 
 from __future__ import annotations
@@ -82,11 +83,6 @@ def when_text(dt: datetime | None, zone: tzinfo) -> str:
     return f"{local:%a %d %b %H:%M} {local.tzname() or ''}".strip()
 
 
-def notice(text: str) -> str:
-    """A message for the hub's message box that the form's script shows as good news."""
-    return f'<span class="eb-ok">{text}</span>'
-
-
 def no_profiles() -> str:
     return (
         '<p class="alert alert-warning">No compute profile is available to you. '
@@ -112,15 +108,15 @@ def render(
     quotes: Quotes,
     zone: tzinfo,
     now_threshold: float,
-    message: str = "",
+    news_html: str = "",
     seat: Any = None,
     bookings: list[Any] | None = None,
     service_url: str = "",
 ) -> str:
     now = datetime.now(UTC)
     parts = ['<div id="eb-spawner-form">']
-    if message:
-        parts.append(f'<p class="alert alert-info" id="eb-message">{esc(message)}</p>')
+    if news_html:  # made by the spawner, escaped there
+        parts.append(f'<p class="alert alert-success" id="eb-message">{news_html}</p>')
     if bookings:
         listed = "; ".join(
             f"{when_text(b.start, zone)} on {b.broker} ({b.profile})" for b in bookings[:3]
@@ -191,16 +187,16 @@ def render(
             "is booked and your server starts by itself at its time.</p>"
         )
     else:
-        parts.append('<p class="alert alert-warning" id="eb-no-offers">No broker can offer this')
-        parts.append(
-            f" {esc(WHEN_CHOICES.get(choice.get('when', 'now'), 'then'))}."
-            if choice.get("when", "now") != "now"
-            else " right now."
+        when = choice.get("when", "now")
+        then = "right now" if when == "now" else WHEN_CHOICES.get(when, "then")
+        advice = (
+            "Book the earliest slot that fits below, or try another time or profile."
+            if quotes.fits
+            else "Try a later time or another profile."
         )
         parts.append(
-            " Book the earliest slot that fits below, or try another time or profile.</p>"
-            if quotes.fits
-            else " Try a later time or another profile.</p>"
+            f'<p class="alert alert-warning" id="eb-no-offers">No broker can offer this '
+            f"{esc(then)}. {advice}</p>"
         )
     for i, fit in enumerate(quotes.fits):
         checked = " checked" if i == 0 and checked_first and not quotes.offers else ""
@@ -223,7 +219,7 @@ def render(
 
 
 #: Refresh without a full post; label Start "Book" for later offers; show the date field
-#: only for "a date and time"; show the hub's message for good news in green, not as "Error:".
+#: only for "a date and time".
 SCRIPT = """<script>
 (function () {
   if (window.ebSpawnerForm) { return; }
@@ -232,13 +228,7 @@ SCRIPT = """<script>
   var form = box && box.closest("form");
   if (!form) { return; }
   function byId(id) { return document.getElementById(id); }
-  function hubMessage() { return document.querySelector(".spawn-error-msg"); }
   function tidy() {
-    var hub = hubMessage();
-    if (hub && hub.querySelector(".eb-ok")) {
-      hub.classList.remove("alert-danger");
-      hub.classList.add("alert-success");
-    }
     var when = byId("eb-when"), at = byId("eb-at");
     if (when && at) { at.style.display = when.value === "at" ? "" : "none"; }
     var start = form.querySelector("button.btn-jupyter");
@@ -266,8 +256,8 @@ SCRIPT = """<script>
       var page = new DOMParser().parseFromString(text, "text/html");
       var fresh = page.getElementById("eb-spawner-form");
       if (!fresh) { throw new Error("the page came back without offers; reload it"); }
-      var hub = hubMessage();
-      if (hub) { hub.remove(); }
+      var old = document.querySelector(".spawn-error-msg");  // about the offers before
+      if (old) { old.remove(); }
       box.replaceWith(fresh);
       box = fresh;
       tidy();

@@ -64,6 +64,10 @@ FIT_WINDOW = timedelta(minutes=15)
 #: Seconds a handed-over booking or seat may take to end (its capacity is free only then).
 HANDOVER_TIMEOUT = 30.0
 
+#: News for a user's next form ({user name: html}), shown once. Kept per user, not per
+#: spawner: after a form post JupyterHub shows the default server's form again, whichever
+#: server the form was for.
+NEWS: dict[str, str] = {}
 #: Seats being handed over in this hub process (two members never take the same seat).
 _CLAIMED: set[str] = set()
 _SEAT_LOCK = asyncio.Lock()
@@ -82,13 +86,13 @@ class UserError(Exception):
 
 
 class Notice(UserError):
-    """Not an error (offers refreshed, a slot booked): the page shows it as news, without
-    JupyterHub's "Error:" in front."""
+    """Not an error (offers refreshed, a slot booked): the form shows it as news the next time
+    it is shown (see :data:`NEWS`), and the hub's "Error:" box stays empty."""
 
     def __init__(self, message: str, html: str | None = None) -> None:
         super().__init__(message)
         self.jupyterhub_message = None
-        self.jupyterhub_html_message = formlib.notice(html or formlib.esc(message))
+        self.html = html or formlib.esc(message)
 
 
 class Booked(Notice):
@@ -154,7 +158,6 @@ class EBSpawner(Spawner, EBSettings):
         self._event_signal = asyncio.Event()
         self._starting = False
         self._form_choice: dict[str, str] = {}
-        self._form_message = ""
         self._from_booking = False
         self._quotes = QuoteSet()
 
@@ -201,7 +204,7 @@ class EBSpawner(Spawner, EBSettings):
             hub_sessions(self),
         )
         seats = open_seats(found, self.user_name, self.user_groups(), self.start_ahead)
-        message, self._form_message = self._form_message, ""
+        news = NEWS.pop(self.user_name, "")
         return formlib.render(
             profiles,
             profile,
@@ -209,7 +212,7 @@ class EBSpawner(Spawner, EBSettings):
             quotes,
             self.tz(),
             self.now_threshold,
-            message,
+            news,
             seat=seats[0] if seats else None,
             bookings=bookings_in(found, user=self.user_name, seats=False),
             service_url=self.service_url(),
@@ -290,14 +293,18 @@ class EBSpawner(Spawner, EBSettings):
         """Validate the form; refresh the offers, book a later offer, or spawn now."""
         options = self.options_from_form(formdata)
         self._form_choice = {k: options[k] for k in ("profile", "when", "at")}
-        if options["action"] == "refresh":
-            raise Notice("Offers refreshed: pick one and press Start.")
-        if not options["offer"]:
-            raise UserError("Pick one of the offers (refresh them if none is listed).")
-        validated = await self.validate_options(options)
-        if "seat" in validated or "booking" in validated or validated.get("booking_now"):
-            return validated
-        raise await self.book_later(validated)
+        try:
+            if options["action"] == "refresh":
+                raise Notice("Offers refreshed: pick one and press Start.")
+            if not options["offer"]:
+                raise UserError("Pick one of the offers (refresh them if none is listed).")
+            validated = await self.validate_options(options)
+            if "seat" in validated or "booking" in validated or validated.get("booking_now"):
+                return validated
+            raise await self.book_later(validated)
+        except Notice as news:
+            NEWS[self.user_name] = news.html
+            raise
 
     async def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Check user_options from anywhere (form or REST API); never trust them."""
@@ -569,8 +576,9 @@ class EBSpawner(Spawner, EBSettings):
             await self._handover(broker, options["booking"]["session"])
             end = datetime.fromisoformat(options["end"]) if options.get("end") else None
         else:
-            if not options.get("booking_now"):
-                raise await self.book_later(options)
+            if not options.get("booking_now"):  # the REST API with a later offer
+                booked = await self.book_later(options)
+                raise UserError(f"{booked} This is a booking: the server starts then.")
             named = self.broker_named(options["broker"]) if options.get("broker") else None
             picked = options if named is not None else {}
             broker = named  # type: ignore[assignment]

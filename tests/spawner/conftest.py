@@ -193,6 +193,13 @@ def broker_sessions(broker: BrokerProcess, *phases: str) -> list[dict[str, Any]]
     ]
 
 
+def sdk_session(broker: BrokerProcess, uuid: str) -> Any:
+    """The session as the SDK sees it (``.start``, ``.end``, ``.phase``, ``.name``)."""
+    import eb_sdk as eb
+
+    return eb.session(uuid, brokers=[eb.Broker(broker.url, token=broker.tokens["alice"])])
+
+
 def phase_of(broker: BrokerProcess, uuid: str) -> str:
     with broker.client() as client:
         return str(client.get(f"/sessions/{uuid}").json()["phase"])
