@@ -10,10 +10,11 @@ when they start a server during the window.
 >>> workshops.list_workshops()
 >>> workshops.cancel(shop["workshop"])
 
-The service is found through the hub's API (``$JUPYTERHUB_API_URL``, with
-``$JUPYTERHUB_API_TOKEN``, as in a single-user server), or given as ``url`` (its public
-address, ``https://hub.example.org/services/eb/``). The token must be a hub admin's with
-access to the service (``access:services!service=eb``); ``token`` overrides the environment's.
+The service is found through the hub's API (``$JUPYTERHUB_API_URL`` with
+``$JUPYTERHUB_API_TOKEN``, as in a single-user server; the token needs ``read:services``), or
+given as ``url`` (its public address, ``https://hub.example.org/services/eb/``). Calls carry
+``token`` (default ``$JUPYTERHUB_API_TOKEN``), which must be a hub admin's with access to the
+service (``access:services!service=eb``).
 Errors are the SDK's typed errors (:class:`eb_sdk.PermissionDenied`, ``InvalidRequest``, ...).
 The same functions as coroutines have an ``a`` in front: ``areserve``, ``alist_workshops``,
 ``acancel``.

@@ -1,10 +1,10 @@
 """A later booking: booked from the form, listed and cancellable in the service, started by
-the service at its slot, with notifications by SMTP and webhook."""
+the service at its slot (again when the hub refused at first), with notifications by SMTP and
+webhook; the service's login survives a restart."""
 
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime, timedelta
 
 import httpx
@@ -18,19 +18,12 @@ from tests.spawner.conftest import (
     login,
     offers_in,
     public,
+    restart_hub,
+    wait_for,
     wait_ready,
     xsrf,
 )
 from tests.spawner.receivers import Mailbox, Webhook
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(what)
 
 
 def test_booking_started_by_service_with_notifications(
@@ -39,7 +32,7 @@ def test_booking_started_by_service_with_notifications(
     broker = broker_factory("--LocalPlatform.cores=4", "--LocalPlatform.memory_gib=8")
     extra = f"""
 c.EBSpawner.timezone = "UTC"
-c.EBSpawner.now_threshold = 3
+c.EBSpawner.now_threshold = 8
 c.EBSpawner.start_ahead = 2
 c.EBSpawner.service_interval = 0.5
 c.EBSpawner.notify_lead_time = 3600
@@ -90,8 +83,20 @@ c.EBSpawner.webhook_url = "{webhook.url}"
     wait_for(lambda: any("available in" in m["data"] for m in mailbox.messages), 20, "email")
     assert mailbox.messages[0]["to"] == ["alice@example.org"]
     wait_for(lambda: any("available in" in p["text"] for p in webhook.posts), 20, "webhook")
-    # at the slot the service starts the server through the hub; it takes the booking over
+    # alice has a server running when the slot comes: the hub refuses the service's start;
+    # alice is told, and once she stops that server the service starts the booked one
+    assert hub.api("POST", "/users/alice/server", json={"profile": "small"}).status_code in (
+        201,
+        202,
+    )
+    first = wait_ready(hub, "alice")["state"]["session"]
+    wait_for(lambda: any("could not be started" in m["data"] for m in mailbox.messages), 30, "no")
+    assert any("could not be started" in p["text"] for p in webhook.posts)
+    assert "is already running" in hub_log(hub)
+    assert hub.api("DELETE", "/users/alice/server").status_code in (202, 204)
+    wait_for(lambda: not hub.api("GET", "/users/alice").json()["servers"], 30, "not stopped")
     server = wait_ready(hub, "alice", timeout=60)
+    assert server["state"]["session"] != first
     assert server["state"]["broker"] == "alpha"
     assert server["user_options"]["booking"]["session"] == bookings[0]["session"]
     status = httpx.get(
@@ -113,7 +118,7 @@ def test_cancel_a_booking_in_the_service(
     broker = broker_factory("--LocalPlatform.cores=4", "--LocalPlatform.memory_gib=8")
     extra = (
         'c.EBSpawner.timezone = "UTC"\nc.EBSpawner.service_interval = 0.5\n'
-        "c.Authenticator.admin_users = {'carol'}\n"
+        "c.EBSpawner.service_cookie_secret_file = __file__ + '.cookie-secret'\n"
     )
     hub = hub_factory(
         eb_config([broker], names=["alpha"], service=True, service_port=free_port(), extra=extra)
@@ -158,18 +163,16 @@ def test_cancel_a_booking_in_the_service(
     uuid = ref.group(1).split("|")[1]
     assert broker.client().get(f"/sessions/{uuid}").json()["phase"] == "CANCELLED"
     assert "no-bookings" in client.get("/services/eb/").text
-    # hub admins reserve workshop seats through the service's API; others may not
-    later = (datetime.utcnow().replace(microsecond=0) + timedelta(hours=5)).isoformat()
-    workshop = {"group": "students", "seats": 2, "start": later, "duration": "1h"}
-    workshop["profile"] = "small"
-    url = f"{public(hub)}/services/eb/api/workshops"
-    for user, status in (("alice", 403), ("carol", 201)):
-        token = hub.user_token(user)
-        answer = httpx.post(
-            url, json=workshop, headers={"Authorization": f"token {token}"}, timeout=30
-        )
-        assert answer.status_code == status, answer.text
-    seats = answer.json()["seats"]
-    assert len(seats) == 2 and {s["group"] for s in seats} == {"students"}
-    for seat in seats:
-        assert broker.client().get(f"/sessions/{seat['session']}").json()["phase"] == "WAITING"
+    # the service keeps its cookie secret: after a restart alice is still logged in to it
+    hub = restart_hub(hub)
+    try:
+
+        def service_up() -> bool:
+            answer = httpx.get(f"{public(hub)}/services/eb/api/bookings", timeout=10)
+            return answer.status_code < 500 and answer.status_code != 404
+
+        wait_for(service_up, 60, "the service did not come back")
+        again = client.get("/services/eb/", follow_redirects=False)
+        assert again.status_code == 200 and "no-bookings" in again.text, again.headers
+    finally:
+        hub.stop()
