@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,7 @@ import eb_sdk as eb
 from eb_sdk import aio
 from eb_sdk.model import Phase
 from eb_sdk.model.times import Interval
-from eb_sdk.offers import AsyncOffer, AsyncOffers
+from eb_sdk.offers import AsyncOffer, AsyncOffers, reject_open
 
 from . import cancels
 from . import form as formlib
@@ -46,7 +47,7 @@ from .config import (
     tag_for,
 )
 from .notify import Notifier
-from .quotes import QuoteSet, reject_quietly
+from .quotes import QuoteSet
 from .workshops import held_seat, open_seats
 
 #: Progress (percent) shown for each phase while starting.
@@ -61,6 +62,8 @@ PROGRESS = {
 ALIVE = {Phase.ACCEPTED, Phase.WAITING, Phase.PREPARING, Phase.AVAILABLE, Phase.RUNNING}
 #: A booked slot is looked for this long after the time the broker named (minutes).
 FIT_WINDOW = timedelta(minutes=15)
+#: Seconds a validation of user_options is reused (see EBSpawner.validate_options).
+VALIDATION_REUSE = 10.0
 #: Seconds a handed-over booking or seat may take to end (its capacity is free only then).
 HANDOVER_TIMEOUT = 30.0
 
@@ -160,6 +163,7 @@ class EBSpawner(Spawner, EBSettings):
         self._form_choice: dict[str, str] = {}
         self._from_booking = False
         self._quotes = QuoteSet()
+        self._validated: dict[str, tuple[float, dict[str, Any]]] = {}
 
     # -- who ------------------------------------------------------------------------------------
 
@@ -307,9 +311,24 @@ class EBSpawner(Spawner, EBSettings):
             raise
 
     async def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Check user_options from anywhere (form or REST API); never trust them."""
+        """Check user_options from anywhere (form or REST API); never trust them.
+
+        A spawn from the form checks the same options three times within a second (the form,
+        JupyterHub's ``apply_user_options``, ``start()``): a result is reused for
+        ``VALIDATION_REUSE`` seconds, for the options as given and as checked."""
         if not isinstance(options, dict):
             raise UserError("user_options must be an object")
+        key = json.dumps(options, sort_keys=True, default=str)
+        remembered = self._validated.get(key)
+        if remembered and time.monotonic() - remembered[0] < VALIDATION_REUSE:
+            return dict(remembered[1])
+        result = await self._validate(options)
+        now = time.monotonic()
+        self._validated = {key: (now, result)}
+        self._validated[json.dumps(result, sort_keys=True, default=str)] = (now, result)
+        return dict(result)
+
+    async def _validate(self, options: dict[str, Any]) -> dict[str, Any]:
         ref = str(options.get("offer") or "")
         if "booking" in options:
             return await self._validate_booking(options["booking"])
@@ -616,7 +635,7 @@ class EBSpawner(Spawner, EBSettings):
         now = [o for o in offers.raise_if_empty() if o.start is None or o.start <= horizon]
         if now:
             return min(now, key=lambda o: o.start or horizon)
-        await reject_quietly(offers)
+        await reject_open(offers)
         first = formlib.when_text(offers.earliest().start, self.tz())
         raise UserError(
             f"Asked again, {where} cannot start this now any more (the earliest is {first}): "
