@@ -145,7 +145,8 @@ def wait_ready(hub: Hub, user: str, timeout: float = 60) -> dict[str, Any]:
         if server and server.get("ready"):
             return dict(server)
         time.sleep(0.2)
-    raise TimeoutError(f"{user}'s server not ready; hub log:\n{hub_log(hub)[-4000:]}")
+    lines = [line for line in hub_log(hub).splitlines() if "GET /hub/api/users/" not in line]
+    raise TimeoutError(f"{user}'s server not ready; hub log:\n" + "\n".join(lines[-60:]))
 
 
 def hub_log(hub: Hub) -> str:
