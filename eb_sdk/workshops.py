@@ -124,32 +124,9 @@ async def acancel(
     return int(result["cancelled"])
 
 
-def reserve(
-    group: str,
-    seats: int,
-    *,
-    start: str | datetime,
-    duration: str = "3h",
-    profile: str,
-    brokers: list[str] | None = None,
-    service: str = "eb",
-    url: str | None = None,
-    token: str | None = None,
-) -> dict[str, Any]:
-    """Blocking :func:`areserve`."""
-    return run_sync(
-        areserve(
-            group,
-            seats,
-            start=start,
-            duration=duration,
-            profile=profile,
-            brokers=brokers,
-            service=service,
-            url=url,
-            token=token,
-        )
-    )
+def reserve(group: str, seats: int, **options: Any) -> dict[str, Any]:
+    """Blocking :func:`areserve` (the same arguments)."""
+    return run_sync(areserve(group, seats, **options))
 
 
 def list_workshops(

@@ -8,8 +8,10 @@ offer already) and all at once (:func:`eb_sdk.offers.reject_open`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from typing import Any
 
 from eb_sdk.offers import AsyncOffer, reject_open
 
@@ -30,3 +32,19 @@ class QuoteSet:
         with contextlib.suppress(Exception):  # never let tidying up break a spawn
             return await reject_open(o for o in offers if o.uuid not in kept)
         return 0
+
+
+#: Tidying-up tasks, referenced until they end.
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def in_background(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run ``coro`` on the running loop without waiting for it (failures are ignored)."""
+
+    async def quietly() -> None:
+        with contextlib.suppress(Exception):
+            await coro
+
+    task = asyncio.get_running_loop().create_task(quietly())
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)

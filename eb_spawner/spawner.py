@@ -47,7 +47,7 @@ from .config import (
     tag_for,
 )
 from .notify import Notifier
-from .quotes import QuoteSet
+from .quotes import QuoteSet, in_background
 from .workshops import held_seat, open_seats
 
 #: Progress (percent) shown for each phase while starting.
@@ -618,9 +618,11 @@ class EBSpawner(Spawner, EBSettings):
                 timeout=self.request_timeout,
             )
             offer = await self._now_offer(offers, where)
-            session = await offer.accept()
+            session = await offer.accept(reject_others=False)
         except eb.EBError as exc:
             raise self.explain(exc) from None
+        # the other offers are let go meanwhile: the server's start does not wait for that
+        in_background(reject_open(o for o in offers if o is not offer))
         self.broker_name = offer.broker.name
         self.session_uuid = session.uuid
         self.broker_session_url = session.url or ""
@@ -853,14 +855,17 @@ class EBSpawner(Spawner, EBSettings):
                 self.cancel_retry_interval,
             )
             cancels.add(self.cancel_key, self.broker_name, self.session_uuid, end)
-            cancels.keep_retrying(
-                self.cancel_key,
-                self.broker_named,
-                self.cancel_retry_interval,
-                self._save_pending,
-                self.log,
-            )
+            self._retry_cancels()
         self._forget_session()
+
+    def _retry_cancels(self) -> None:
+        cancels.keep_retrying(
+            self.cancel_key,
+            self.broker_named,
+            self.cancel_retry_interval,
+            self._save_pending,
+            self.log,
+        )
 
     def _save_pending(self) -> None:
         """Write the pending cancels into the stored state (the rest of it as it is)."""
@@ -899,13 +904,7 @@ class EBSpawner(Spawner, EBSettings):
         self.profile_slug = str(state.get("profile") or "")
         if state.get("cancel_pending"):
             cancels.merge(self.cancel_key, state["cancel_pending"])
-            cancels.keep_retrying(
-                self.cancel_key,
-                self.broker_named,
-                self.cancel_retry_interval,
-                self._save_pending,
-                self.log,
-            )
+            self._retry_cancels()
 
     def _forget_session(self) -> None:
         self.broker_name = ""

@@ -13,15 +13,16 @@ from tests.conftest import BrokerFactory
 from tests.fixtures.services import free_port
 from tests.spawner.conftest import (
     HubFactory,
+    broker_sessions,
     eb_config,
     hub_log,
     login,
     offers_in,
+    post_spawn,
     public,
     restart_hub,
     wait_for,
     wait_ready,
-    xsrf,
 )
 from tests.spawner.receivers import Mailbox, Webhook
 
@@ -47,31 +48,14 @@ c.EBSpawner.webhook_url = "{webhook.url}"
     slot = datetime.now().astimezone().replace(microsecond=0) + timedelta(seconds=15)
     at = slot.astimezone(tz=None).replace(tzinfo=None).isoformat()
     # refresh the offers for "a date and time"
-    page = client.post(
-        "/hub/spawn",
-        data={
-            "profile": "small",
-            "when": "at",
-            "at": at,
-            "action": "refresh",
-            "_xsrf": xsrf(client),
-        },
-    ).text
+    page = post_spawn(client, profile="small", when="at", at=at, action="refresh")
     assert "Offers refreshed" in page
     offers = offers_in(page)
     assert offers and "(booking)" in page, page[-3000:]
-    page = client.post(
-        "/hub/spawn",
-        data={
-            "profile": "small",
-            "when": "at",
-            "at": at,
-            "offer": offers[0],
-            "_xsrf": xsrf(client),
-        },
-    ).text
+    page = post_spawn(client, profile="small", when="at", at=at, offer=offers[0])
     assert re.search(r"Your session is booked for \w{3} \d\d \w{3} \d\d:\d\d", page), page[-3000:]
     assert "on alpha" in page
+    assert not broker_sessions(broker, "OFFERED")  # the other quotes were let go
     # the service lists it (the user's token works for the service's API)
     token = hub.user_token("alice")
     api = f"{public(hub)}/services/eb/api/bookings"
@@ -125,27 +109,9 @@ def test_cancel_a_booking_in_the_service(
     )
     client = login(hub, "alice")
     at = (datetime.utcnow().replace(microsecond=0) + timedelta(hours=3)).isoformat()
-    page = client.post(
-        "/hub/spawn",
-        data={
-            "profile": "small",
-            "when": "at",
-            "at": at,
-            "action": "refresh",
-            "_xsrf": xsrf(client),
-        },
-    ).text
+    page = post_spawn(client, profile="small", when="at", at=at, action="refresh")
     offers = offers_in(page)
-    page = client.post(
-        "/hub/spawn",
-        data={
-            "profile": "small",
-            "when": "at",
-            "at": at,
-            "offer": offers[0],
-            "_xsrf": xsrf(client),
-        },
-    ).text
+    page = post_spawn(client, profile="small", when="at", at=at, offer=offers[0])
     assert "Your session is booked for" in page
     # the service's page (OAuth through the hub with the browser's cookies)
     mine = client.get("/services/eb/")

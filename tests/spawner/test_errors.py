@@ -16,8 +16,8 @@ from tests.spawner.conftest import (
     eb_config,
     login,
     offers_in,
+    post_spawn,
     sdk_session,
-    xsrf,
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -51,10 +51,7 @@ def test_full_now_shows_the_earliest_slot_and_books_it(
     shown = when_text(start, BERLIN)  # in the hub's zone, e.g. "Tue 24 Nov 16:03 CET"
     assert f"Book the earliest slot that fits on alpha: <b>{shown}</b>" in page, page[-3000:]
     assert shown.endswith(("CET", "CEST"))
-    page = client.post(
-        "/hub/spawn",
-        data={"profile": "small", "when": "now", "offer": fit.group(1), "_xsrf": xsrf(client)},
-    ).text
+    page = post_spawn(client, profile="small", when="now", offer=fit.group(1))
     assert f"Your session is booked for {shown} on alpha." in page, page[-3000:]
     assert "Error:" not in page  # good news is not shown as an error
     booked = [s for s in broker_sessions(broker, "WAITING") if "alice" in s["name"]]
@@ -78,39 +75,21 @@ def test_refusals_and_stale_or_forged_choices(
     hub = hub_factory(eb_config([alpha, strict], names=["alpha", "beta"], extra=extra))
     client = login(hub, "alice")
     # refresh without the form's script: a message, not "Error:"
-    page = client.post(
-        "/hub/spawn",
-        data={"profile": "huge", "when": "now", "action": "refresh", "_xsrf": xsrf(client)},
-    ).text
+    page = post_spawn(client, profile="huge", when="now", action="refresh")
     assert "Offers refreshed" in page and "Error: Offers refreshed" not in page
     assert "No broker can offer this right now" in page and "alpha:" in page, page[-3000:]
     # one broker refuses (its rules), the other offers: both shown, with the reason
-    page = client.post(
-        "/hub/spawn",
-        data={"profile": "long", "when": "now", "action": "refresh", "_xsrf": xsrf(client)},
-    ).text
+    page = post_spawn(client, profile="long", when="now", action="refresh")
     offers = offers_in(page)
     assert offers and all(o.startswith("alpha|") for o in offers), page[-3000:]
     assert re.search(r"<li>beta: the requested duration 3 h is longer than this broker", page)
     # the profile was changed without refreshing: the offer is for the other profile
-    page = client.post(
-        "/hub/spawn",
-        data={"profile": "small", "when": "now", "offer": offers[0], "_xsrf": xsrf(client)},
-    ).text
+    page = post_spawn(client, profile="small", when="now", offer=offers[0])
     assert "That offer is for the profile &#39;Long&#39;, not &#39;Small CPU&#39;" in page
     # a forged offer or a profile the user may not use: a clear reason on the spawn page
-    page = client.post(
-        "/hub/spawn",
-        data={"profile": "big", "when": "now", "offer": "alpha|x", "_xsrf": xsrf(client)},
-    ).text
+    page = post_spawn(client, profile="big", when="now", offer="alpha|x")
     assert "You may not use the profile" in page
-    page = client.post(
-        "/hub/spawn",
-        data={"profile": "small", "when": "now", "offer": "alpha|nope", "_xsrf": xsrf(client)},
-    ).text
+    page = post_spawn(client, profile="small", when="now", offer="alpha|nope")
     assert "no longer known to the broker" in page
-    page = client.post(
-        "/hub/spawn",
-        data={"profile": "small", "when": "now", "offer": "fit|nowhere|x", "_xsrf": xsrf(client)},
-    ).text
+    page = post_spawn(client, profile="small", when="now", offer="fit|nowhere|x")
     assert "Unknown broker &#39;nowhere&#39;" in page

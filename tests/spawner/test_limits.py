@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+import httpx
+
 from tests.conftest import BrokerFactory
-from tests.spawner.conftest import HubFactory, eb_config, login, offers_in, sdk_session, xsrf
+from tests.spawner.conftest import HubFactory, eb_config, login, offers_in, post_spawn, sdk_session
 
 LIMITS = """
 c.EBSpawner.timezone = "UTC"
@@ -20,9 +22,9 @@ c.EBSpawner.group_limits = {
 """
 
 
-def offers_for(client: object, profile: str, at: str = "") -> str:
-    data = {"profile": profile, "when": "at" if at else "now", "at": at, "action": "refresh"}
-    return client.post("/hub/spawn", data={**data, "_xsrf": xsrf(client)}).text  # type: ignore[attr-defined]
+def offers_for(client: httpx.Client, profile: str, at: str = "") -> str:
+    when = "at" if at else "now"
+    return post_spawn(client, profile=profile, when=when, at=at, action="refresh")
 
 
 def test_group_limits_cap_profiles_and_bookings(
@@ -47,16 +49,7 @@ def test_group_limits_cap_profiles_and_bookings(
     for n, expected in ((0, "Your session is booked for"), (1, "the most allowed is 1")):
         at = (later + timedelta(hours=n)).isoformat()
         offers = offers_in(offers_for(bob, "small", at))
-        page = bob.post(
-            "/hub/spawn",
-            data={
-                "profile": "small",
-                "when": "at",
-                "at": at,
-                "offer": offers[0],
-                "_xsrf": xsrf(bob),
-            },
-        ).text
+        page = post_spawn(bob, profile="small", when="at", at=at, offer=offers[0])
         assert expected in page, page[-3000:]
     uuid = offers[0].split("|")[1]
     assert sdk_session(broker, uuid).phase.value == "REJECTED"  # the refused quote is let go

@@ -19,6 +19,7 @@ from tests.spawner.conftest import (
     eb_config,
     login,
     phase_of,
+    post_spawn,
     sdk_session,
     wait_ready,
     xsrf,
@@ -89,15 +90,8 @@ def test_two_members_get_one_seat_each(
     assert "Your workshop seat" not in page and 'name="offer" value="alpha|' in page
     # one seat each: not a second one with a named server
     bob = clients["bob"]
-    page = bob.post(
-        "/hub/spawn/bob/second",
-        data={
-            "profile": "small",
-            "when": "now",
-            "offer": refs["bob"].group(1),  # type: ignore[union-attr]
-            "_xsrf": xsrf(bob),
-        },
-    ).text
+    seat_ref = refs["bob"].group(1)  # type: ignore[union-attr]
+    page = post_spawn(bob, "/hub/spawn/bob/second", profile="small", offer=seat_ref)
     assert "You already have a seat of this workshop (your default server): one each." in page
     # admins: the service's page lists workshops, reserves and cancels them
     admin = login(hub, "carol")
