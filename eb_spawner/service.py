@@ -144,23 +144,40 @@ class Scheduler:
             self.save()
 
     async def start(self, booking: Booking) -> str | None:
-        """Ask the hub to start the booked server; None when it did, else why not."""
+        """Ask the hub to start the booked server; None when it did, else why not.
+
+        The hub answers 202 also to a start of that server that was already under way (the
+        user started it), so a start counts only once the server's ``user_options`` name this
+        booking; a 400 "already running" for a server of this booking (an earlier try that was
+        not recorded) counts too."""
         path = f"/users/{quote(booking.user)}/server"
         if booking.server:
             path = f"/users/{quote(booking.user)}/servers/{quote(booking.server)}"
         options = {"booking": {"broker": booking.broker, "session": booking.session}}
         try:
             response = await self.hub("POST", path, json=options)
+            ours = response.status_code in (201, 202, 400) and await self.starts(booking)
         except httpx.HTTPError as exc:
             reason = f"the hub is not answering ({exc})"
             log.warning("starting %s's booked server: %s", booking.user, reason)
             return reason
-        if response.status_code in (201, 202):
+        if ours:
             log.info("started %s's booked server (%s)", booking.user, booking.session)
             return None
         reason = _hub_reason(response)
+        if response.status_code in (201, 202):
+            reason = "another start of that server was under way"
         log.warning("starting %s's booked server: %s", booking.user, reason)
         return reason
+
+    async def starts(self, booking: Booking) -> bool:
+        """Whether the user's server is being started (or runs) with this booking."""
+        response = await self.hub("GET", f"/users/{quote(booking.user)}")
+        if response.status_code != 200:
+            return False
+        server = (response.json().get("servers") or {}).get(booking.server) or {}
+        chosen = (server.get("user_options") or {}).get("booking") or {}
+        return bool(chosen.get("session") == booking.session)
 
     async def run(self) -> None:
         while True:
@@ -468,7 +485,8 @@ async def amain(argv: list[str] | None = None) -> None:
 
 
 def main() -> None:
-    asyncio.run(amain())
+    with contextlib.suppress(KeyboardInterrupt):  # the hub stops its services with SIGINT
+        asyncio.run(amain())
 
 
 if __name__ == "__main__":
