@@ -174,6 +174,19 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise TimeoutError(what)
 
 
+def wait_service(hub: Hub, name: str = "eb", timeout: float = 60) -> None:
+    """Until the hub-managed service answers through the proxy (it starts after the hub)."""
+
+    def up() -> bool:
+        try:
+            answer = httpx.get(f"{public(hub)}/services/{name}/api/bookings", timeout=10)
+        except httpx.HTTPError:
+            return False
+        return answer.status_code < 500 and answer.status_code != 404
+
+    wait_for(up, timeout, f"the service {name} did not come up")
+
+
 def broker_sessions(broker: BrokerProcess, *phases: str) -> list[dict[str, Any]]:
     """The broker's sessions (in ``phases``) as ``{"uuid", "name", "phase", ...}``."""
     params = {"phase": ",".join(phases)} if phases else None

@@ -23,6 +23,7 @@ from tests.spawner.conftest import (
     restart_hub,
     wait_for,
     wait_ready,
+    wait_service,
 )
 from tests.spawner.receivers import Mailbox, Webhook
 
@@ -44,6 +45,7 @@ c.EBSpawner.webhook_url = "{webhook.url}"
     hub = hub_factory(
         eb_config([broker], names=["alpha"], service=True, service_port=free_port(), extra=extra)
     )
+    wait_service(hub)
     client = login(hub, "alice")
     slot = datetime.now().astimezone().replace(microsecond=0) + timedelta(seconds=15)
     at = slot.astimezone(tz=None).replace(tzinfo=None).isoformat()
@@ -108,6 +110,7 @@ def test_cancel_a_booking_in_the_service(
     hub = hub_factory(
         eb_config([broker], names=["alpha"], service=True, service_port=free_port(), extra=extra)
     )
+    wait_service(hub)
     client = login(hub, "alice")
     at = (datetime.utcnow().replace(microsecond=0) + timedelta(hours=3)).isoformat()
     page = post_spawn(client, profile="small", when="at", at=at, action="refresh")
@@ -133,12 +136,7 @@ def test_cancel_a_booking_in_the_service(
     # the service keeps its cookie secret: after a restart alice is still logged in to it
     hub = restart_hub(hub)
     try:
-
-        def service_up() -> bool:
-            answer = httpx.get(f"{public(hub)}/services/eb/api/bookings", timeout=10)
-            return answer.status_code < 500 and answer.status_code != 404
-
-        wait_for(service_up, 60, "the service did not come back")
+        wait_service(hub)
         again = client.get("/services/eb/", follow_redirects=False)
         assert again.status_code == 200 and "no-bookings" in again.text, again.headers
     finally:

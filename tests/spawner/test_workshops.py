@@ -22,6 +22,7 @@ from tests.spawner.conftest import (
     post_spawn,
     sdk_session,
     wait_ready,
+    wait_service,
     xsrf,
 )
 
@@ -43,6 +44,7 @@ def test_two_members_get_one_seat_each(
     for member in ("bob", "dave", "erin"):
         hub.user_token(member, groups=("students",))
     carol, alice = hub.user_token("carol"), hub.user_token("alice")
+    wait_service(hub)
     # the SDK finds the service through the hub's API, as in an admin's single-user server
     monkeypatch.setenv("JUPYTERHUB_API_URL", hub.api_url)
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", carol)
