@@ -459,6 +459,16 @@ FULL_SAMPLES: dict[str, dict[str, Any]] = {
         "notebook": "start-here.ipynb",
         "root_dir": "/home/alice/work",
     },
+    "urn:jeb:v1:executable:virtual-machine": {
+        "kind": "urn:jeb:v1:executable:virtual-machine",
+        "meta": {"name": "compose-stack"},
+        "image": "ubuntu-24.04-docker",
+        "flavor": "g1.*",
+        "user_data": "#cloud-config\nruncmd:\n  - [docker, compose, up, -d]\n",
+        "ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB alice@laptop",
+        "http_port": 8080,
+        "http_path": "/status",
+    },
     f"{K}/costs/abstract-cost-item.yaml": {
         "kind": f"{K}/costs/abstract-cost-item.yaml",
         "type": "urn:ivoa:calycopis:cost:carbon",
