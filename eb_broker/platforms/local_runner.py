@@ -10,6 +10,8 @@ The runner records every step in ``DIR/status.json`` (written atomically: a temp
 
 * ``kind: notebook`` — papermill executes the notebook into ``DIR/output.ipynb`` (RUNNING while
   executing); a cell error is recorded as FAILED with the cell index, ``ename`` and ``evalue``.
+* ``kind: notebook-batch`` — the notebook once per input, a few at a time, each input with its
+  own output notebook and status record (:mod:`eb_broker.platforms.batch_runner`).
 * ``kind: server`` — a Jupyter server (or ``jupyterhub-singleuser``) on a free loopback port;
   AVAILABLE with its URL once it answers HTTP. The runner stays until SIGTERM (then it stops the
   server and records SUCCEEDED) or until the server dies by itself (FAILED, with its exit code
@@ -71,6 +73,16 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 def now_iso() -> str:
     """The current time as an ISO-8601 UTC instant."""
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: Any) -> datetime | None:
+    """An ISO-8601 instant written by :func:`now_iso` (or any aware ISO text), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -379,6 +391,10 @@ class Runner:
                 return self.run_notebook(spec)
             if spec.get("kind") == "server":
                 return self.run_server(spec)
+            if spec.get("kind") == "notebook-batch":
+                from .batch_runner import BatchRun
+
+                return BatchRun(self, spec).run()
             return self.finish("FAILED", {"message": f"unknown kind in spec: {spec.get('kind')}"})
         except Stopped:
             return self._stopped(spec)
