@@ -101,18 +101,20 @@ class BatchEngine:
             self._brokers = resolve_brokers(self.state.options.get("brokers") or None)
         return self._brokers
 
-    def _broker_of(self, chunk: ChunkRecord) -> Broker:
+    def _broker_of(self, url: str, name: str = "") -> Broker:
+        """The broker at ``url``: one of the batch's, else a configured one, else one made from
+        the URL (with the credentials the environment has for it)."""
         for broker in self.brokers:
-            if broker.url == chunk.broker_url:
+            if broker.url == url:
                 return broker
         try:
             configured = resolve_brokers()
         except ConfigError:
             configured = []
         for broker in configured:
-            if broker.url == chunk.broker_url:
+            if broker.url == url:
                 return broker
-        return Broker(chunk.broker_url, name=chunk.broker).with_defaults(os.environ)
+        return Broker(url, name=name).with_defaults(os.environ)
 
     # -- saving ------------------------------------------------------------------------------
 
@@ -216,6 +218,7 @@ class BatchEngine:
             cores=offer.cores,
             start=_iso(offer.start),
             expected_end=_iso(choice.expected_end),
+            others=[[o.broker.url, o.uuid] for o in offers if o is not offer],
         )
         state.chunks.append(chunk)
         state.next_chunk = chunk_id + 1
@@ -231,7 +234,7 @@ class BatchEngine:
         except EBError as exc:  # did it reach the broker? following the chunk finds out
             self._warn(f"chunk {chunk_id}: accepting {offer.uuid[:8]}: {exc}")
             return True
-        chunk.state, chunk.phase = "accepted", session.phase.value
+        chunk.state, chunk.phase, chunk.others = "accepted", session.phase.value, None
         self.save(now=True)
         log.info("chunk %d (%d runs) on %s: %s", chunk_id, len(runs), chunk.broker, chunk.session)
         return True
@@ -244,7 +247,7 @@ class BatchEngine:
         return any(changed)
 
     async def _follow(self, chunk: ChunkRecord) -> bool:
-        broker = self._broker_of(chunk)
+        broker = self._broker_of(chunk.broker_url, chunk.broker)
         try:
             wire = await client_for(broker).session(chunk.session)
         except NotFound:
@@ -259,6 +262,7 @@ class BatchEngine:
             return False
         session = AsyncSession(wire, broker)
         if chunk.state == "accepting":
+            await self._reject_others(chunk)
             if session.phase == Phase.OFFERED:
                 try:
                     wire = (await AsyncOffer(wire, broker).accept(reject_others=False)).wire
@@ -276,6 +280,16 @@ class BatchEngine:
         if session.phase == Phase.CANCELLED and not self.state.cancelled:
             reason = reason or "the session was cancelled"
         return apply_report(self.state, chunk, session.phase.value, results, reason=reason)
+
+    async def _reject_others(self, chunk: ChunkRecord) -> None:
+        """Reject the other offers of an interrupted accept (best effort)."""
+
+        async def reject(url: str, uuid: str) -> None:
+            with contextlib.suppress(EBError):
+                await client_for(self._broker_of(url)).set_phase(uuid, Phase.REJECTED)
+
+        await asyncio.gather(*(reject(url, uuid) for url, uuid in chunk.others or []))
+        chunk.others = None
 
     def _results(self, chunk: ChunkRecord, session: AsyncSession) -> list[dict[str, Any]]:
         """The per-input results a session reports (its ``urn:jeb:v1:batch-input`` messages);
@@ -390,7 +404,7 @@ class BatchEngine:
         self.save(now=True)
 
         async def cancel_one(chunk: ChunkRecord) -> None:
-            client = client_for(self._broker_of(chunk))
+            client = client_for(self._broker_of(chunk.broker_url, chunk.broker))
             target = Phase.REJECTED if chunk.state == "accepting" else Phase.CANCELLED
             try:
                 await client.set_phase(chunk.session, target)

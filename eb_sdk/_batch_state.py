@@ -26,7 +26,7 @@ Format (version 1) — documented in docs/batch.md::
      "chunks": [{"id": 0, "runs": [0, 1, ...], "state": "accepting" | "accepted" | "done",
                  "broker": "local", "broker_url": url, "session": uuid, "url": url,
                  "phase": "RUNNING", "cores": 1, "start": iso, "expected_end": iso,
-                 "message": why it ended badly}, ...],
+                 "message": why it ended badly, "others": [[url, uuid], ...]}, ...],
      "next_chunk": 1, "cancelled": false, "error": null, "error_type": null}
 """
 
@@ -148,6 +148,9 @@ class ChunkRecord:
     start: str | None = None
     expected_end: str | None = None
     message: str | None = None
+    #: the other offers of the request, ``[broker URL, uuid]``: rejected when a client killed
+    #: while accepting comes back (they hold capacity until they expire)
+    others: list[list[str]] | None = None
 
     @property
     def in_flight(self) -> bool:

@@ -727,13 +727,12 @@ def _new_state(
         name=name,
         directory=Path(directory).expanduser().absolute() / batch_id if directory else None,
     )
-    state.save()
     return state
 
 
-async def _start(state: BatchState, brokers: BrokerSpec | None) -> BatchEngine:
+async def _start(state: BatchState, brokers: list[Broker]) -> BatchEngine:
     """Place the first chunks, then follow in the background."""
-    engine = BatchEngine(state, resolve_brokers(brokers))
+    engine = BatchEngine(state, brokers)
     engine.lock.acquire()
     try:
         await engine.place(first=True)
@@ -804,7 +803,9 @@ async def amap(
     state = _new_state(
         notebook, inputs, parameter, parameters, brokers, name, directory, tz, options
     )
-    return AsyncBatch(await _start(state, brokers))
+    chosen = resolve_brokers(brokers)  # no broker: fail before anything is saved
+    state.save()
+    return AsyncBatch(await _start(state, chosen))
 
 
 amap.__doc__ = _MAP_DOC

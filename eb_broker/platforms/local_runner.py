@@ -236,7 +236,13 @@ def server_argv(
 
 
 def server_urls(
-    port: int, token: str | None, prefix: str = "/", *, ip: str = LOOPBACK, host: str = ""
+    port: int,
+    token: str | None,
+    prefix: str = "/",
+    *,
+    ip: str = LOOPBACK,
+    host: str = "",
+    open_path: str = "",
 ) -> tuple[str, str]:
     """``(user URL, health-check URL)`` of a server listening on ``ip:port``.
 
@@ -244,7 +250,8 @@ def server_urls(
     authenticated ``api/status``; without (JupyterHub single-user, the hub authenticates) the
     URL is the service prefix and the health check asks ``api``. The user URL names ``host``
     (default: ``ip``, or this machine's name when the server listens on every address); the
-    runner checks health over loopback when it can.
+    runner checks health over loopback when it can. ``open_path`` (e.g. ``lab/tree/a.ipynb``)
+    is what the user URL opens, below the prefix.
     """
     if not prefix.startswith("/"):
         prefix = "/" + prefix
@@ -256,8 +263,21 @@ def server_urls(
     base = f"http://{_bracket(user_host)}:{port}{prefix}"
     check = f"http://{_bracket(check_host)}:{port}{prefix}"
     if token:
-        return f"{base}?token={token}", f"{check}api/status?token={token}"
-    return base, f"{check}api"
+        return f"{base}{open_path}?token={token}", f"{check}api/status?token={token}"
+    return base + open_path, f"{check}api"
+
+
+def open_path(notebook: str | None) -> str:
+    """The URL path (below the server's prefix) that opens ``notebook`` (relative to the root
+    directory) in JupyterLab; empty without a notebook or without JupyterLab."""
+    if not notebook:
+        return ""
+    import importlib.util
+    from urllib.parse import quote
+
+    if importlib.util.find_spec("jupyterlab") is None:
+        return ""
+    return "lab/tree/" + quote(notebook.lstrip("/"))
 
 
 def url_host(template: str, ip: str) -> str:
@@ -492,7 +512,14 @@ class Runner:
             if token:
                 env["JUPYTER_TOKEN"] = token
             prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/") if hub else "/"
-            url, health = server_urls(port, token, prefix, ip=ip, host=str(spec.get("host") or ""))
+            url, health = server_urls(
+                port,
+                token,
+                prefix,
+                ip=ip,
+                host=str(spec.get("host") or ""),
+                open_path=open_path(spec.get("notebook")),
+            )
             argv = server_argv(
                 command, port=port, root_dir=root_dir, allow_root=os.geteuid() == 0, ip=ip
             )
