@@ -201,11 +201,12 @@ class _RunBase:
         """The notebook with this run's parameters injected (papermill, as the batch ran it),
         next to the original (so relative paths work), else in the batch's directory."""
         import nbformat
+        from papermill.iorw import load_notebook_node
         from papermill.parameterize import parameterize_notebook
 
         state = self._batch._state
         source = Path(state.notebook)
-        nb = nbformat.read(source, as_version=4)
+        nb = load_notebook_node(str(source))
         parameters = {**state.parameters, state.parameter: self.input}
         kernel = state.options.get("kernel") or nb.metadata.get("kernelspec", {}).get("name")
         nb = parameterize_notebook(nb, parameters, kernel_name=kernel)
