@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=1000)
     parser.add_argument("--loop", type=int, default=100, help="inputs of the papermill loop")
     parser.add_argument("--bare", type=int, default=10, help="bare nbclient runs timed")
-    parser.add_argument("--chunk-size", type=int, default=50)
+    parser.add_argument("--chunk-size", type=int, default=None, help="default: automatic")
     parser.add_argument("--workers-per-core", type=float, default=2.0)
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # papermill's and the kernels' chatter

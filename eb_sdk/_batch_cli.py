@@ -181,7 +181,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--inputs-from", metavar="FILE", help="inputs, one per line")
     p.add_argument("--parameter", default="input_file", help="the parameter each input goes to")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--chunk-size", type=int, help="inputs per session (default 50)")
+    p.add_argument("--chunk-size", type=int, help="inputs per session (default: automatic, 10-100)")
     p.add_argument("--max-parallel", type=int, help="sessions at once (default: no limit)")
     p.add_argument("--start", help='when the batch may start: "sometime in the next 24 hours"')
     p.add_argument("--per-input", help="time one input may take on one core (default 1 min)")

@@ -59,8 +59,10 @@ log = logging.getLogger("eb_sdk.batch")
 
 __all__ = ["BatchEngine"]
 
-#: Pauses between two rounds of following: fast after a change, slower while nothing moves.
-POLL_MIN, POLL_MAX = 0.5, 5.0
+#: Pauses between two rounds of following: fast after a change, slower while nothing moves;
+#: ``POLL_ENDING`` while a chunk whose runs all ended waits for its session to end (its cores
+#: are about to be free for the next chunk).
+POLL_MIN, POLL_MAX, POLL_ENDING = 0.5, 5.0, 0.2
 #: Least seconds between two attempts to place chunks when no chunk ended meanwhile.
 PLACE_INTERVAL = 5.0
 #: Least seconds between two saves of the state for changes that need no immediate save.
@@ -180,7 +182,7 @@ class BatchEngine:
             in_flight = self.in_flight()
             if limit and len(in_flight) >= int(limit):
                 break
-            runs = chunk_of(self.state)
+            runs = chunk_of(self.state, len(in_flight))
             if not runs:
                 break
             if not await self._place_one(runs, in_flight):
@@ -279,7 +281,10 @@ class BatchEngine:
         reason = _failure(session)
         if session.phase == Phase.CANCELLED and not self.state.cancelled:
             reason = reason or "the session was cancelled"
-        return apply_report(self.state, chunk, session.phase.value, results, reason=reason)
+        changed = apply_report(self.state, chunk, session.phase.value, results, reason=reason)
+        if not chunk.in_flight:
+            log.info("chunk %d ended %s on %s", chunk.id, session.phase.value, chunk.broker)
+        return changed
 
     async def _reject_others(self, chunk: ChunkRecord) -> None:
         """Reject the other offers of an interrupted accept (best effort)."""
@@ -352,12 +357,21 @@ class BatchEngine:
                 if self.state.done or (self.state.error and not self.in_flight()):
                     break
                 pause = POLL_MIN if changed else min(pause * 1.5, POLL_MAX)
+                if any(self._ending(c) for c in self.in_flight()):
+                    pause = POLL_ENDING
                 assert self._wake is not None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), pause)
                 self._wake.clear()
         finally:
             self.flush()
+
+    def _ending(self, chunk: ChunkRecord) -> bool:
+        """Every run of ``chunk`` has its result; only its session has yet to end."""
+        runs = self.state.runs
+        return chunk.state == "accepted" and all(
+            runs[i].is_final or runs[i].session != chunk.session for i in chunk.runs
+        )
 
     def _should_place(self, finished: bool) -> bool:
         if self.state.cancelled or self.state.error:

@@ -27,8 +27,16 @@ __all__ = [
     "seconds_per_input",
 ]
 
-#: Default size of a chunk (inputs per session).
-DEFAULT_CHUNK_SIZE = 50
+#: Chunks of an automatic size (no ``chunk_size``): about an eighth of the runs, at least
+#: ``AUTO_CHUNK_MIN`` and at most ``AUTO_CHUNK_MAX`` — big enough that starting a session
+#: (negotiating, a runner process) is small next to running it, small enough that the work
+#: spreads over brokers. Towards the end, what is left is shared between the sessions running
+#: and the next one (down to ``AUTO_CHUNK_MIN``), so the last sessions end at about the same
+#: time. (Each session costs a few seconds: negotiation, the runner's start, its end being
+#: seen; benchmarks/RESULTS.md.)
+AUTO_CHUNK_MIN, AUTO_CHUNK_MAX, AUTO_CHUNKS = 10, 100, 8
+#: An offer that starts within this of now is "now" for placement, whatever is in flight.
+SOON = timedelta(minutes=1)
 #: Default time one input may take on one core, before any input of the batch has finished.
 DEFAULT_PER_INPUT = timedelta(minutes=1)
 #: A session is booked for this many times the inputs' expected time, plus the margin:
@@ -50,10 +58,17 @@ class OfferLike(Protocol):
     def cores(self) -> int | None: ...
 
 
-def chunk_of(state: BatchState) -> list[RunRecord]:
-    """The next chunk: the first ``chunk_size`` PENDING runs, in input order."""
-    size = int(state.options.get("chunk_size") or DEFAULT_CHUNK_SIZE)
-    return [r for r in state.runs if r.phase == "PENDING"][:size]
+def chunk_of(state: BatchState, in_flight: int = 0) -> list[RunRecord]:
+    """The next chunk: the first PENDING runs, in input order — ``chunk_size`` of them, or with
+    an automatic size (see ``AUTO_CHUNKS``) at most an equal share of what is left with the
+    sessions running."""
+    pending = [r for r in state.runs if r.phase == "PENDING"]
+    given = state.options.get("chunk_size")
+    if given:
+        return pending[: int(given)]
+    size = min(AUTO_CHUNK_MAX, max(AUTO_CHUNK_MIN, math.ceil(len(state.runs) / AUTO_CHUNKS)))
+    tail = max(AUTO_CHUNK_MIN, math.ceil(len(pending) / (in_flight + 1)))
+    return pending[: min(size, tail)]
 
 
 def seconds_per_input(state: BatchState) -> float:
@@ -109,7 +124,8 @@ def choose(
     in_flight_ends: Iterable[datetime] = (),
 ) -> Choice | None:
     """The offer with the earliest expected finish, or None when placing now does not help
-    (no offers, or the best starts after the first chunk in flight is expected to end)."""
+    (no offers, or the best starts after the first chunk in flight is expected to end — and
+    not within a minute: a chunk that runs late is expected to end any moment)."""
     best: Choice | None = None
     for index, offer in enumerate(offers):
         start = max(offer.start or now, now)
@@ -120,7 +136,7 @@ def choose(
         return None
     first_end = min(in_flight_ends, default=None)
     start = max(offers[best.index].start or now, now)
-    if first_end is not None and start > first_end:
+    if first_end is not None and start > max(first_end, now + SOON):
         return None
     return best
 

@@ -17,7 +17,7 @@ Format (version 1) — documented in docs/batch.md::
     {"version": 1, "id": ..., "name": ..., "created": iso, "updated": iso,
      "notebook": path, "parameter": "input_file", "parameters": {...},
      "options": {"compute": {...}, "start": "...", "windows": [...], "duration_s": ...,
-                 "per_input_s": ..., "chunk_size": 50, "max_parallel": null,
+                 "per_input_s": ..., "chunk_size": null, "max_parallel": null,
                  "max_attempts": 3, "kernel": null, "output_dir": null, "brokers": [...]},
      "runs": [{"index": 0, "input": "data/a.fits", "id": "00000-a", "phase": "COMPLETED",
                "attempts": 1, "chunk": 0, "broker": "local", "session": uuid,

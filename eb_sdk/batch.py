@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Self, TextIO
 
 from . import _errors
 from ._batch_engine import BatchEngine, live_engine, resolve_windows, seconds
-from ._batch_plan import DEFAULT_CHUNK_SIZE, DEFAULT_MAX_ATTEMPTS, DEFAULT_PER_INPUT
+from ._batch_plan import DEFAULT_MAX_ATTEMPTS, DEFAULT_PER_INPUT
 from ._batch_state import (
     FINAL_RUN_PHASES,
     BatchState,
@@ -706,7 +706,7 @@ def _new_state(
     except (TypeError, ValueError):
         raise InvalidRequest("parameters: only JSON-like values can be sent") from None
     stored: dict[str, Any] = {
-        "chunk_size": DEFAULT_CHUNK_SIZE,
+        "chunk_size": None,
         "max_attempts": DEFAULT_MAX_ATTEMPTS,
         "per_input_s": DEFAULT_PER_INPUT.total_seconds(),
         "windows": [],
@@ -751,7 +751,8 @@ _MAP_DOC = """Run ``notebook`` once per input: ``parameter`` (a papermill parame
     the input, ``parameters`` are the same for every input. Returns the batch at once; it runs
     in the background (``wait()`` shows a progress bar).
 
-    Runs go to brokers in chunks of ``chunk_size`` inputs (default 50), one session each,
+    Runs go to brokers in chunks of ``chunk_size`` inputs (default: about an eighth of them,
+    10 to 100, smaller towards the end so the last sessions end together), one each,
     with the ``compute`` each session asks for (default: the broker's, one core). ``start``
     says when the batch may start ("sometime in the next 24 hours"; later chunks start within
     what is left of it, or as soon as possible once it is over). ``per_input`` is how long one

@@ -125,6 +125,10 @@ def test_placement_is_by_earliest_expected_finish() -> None:
     # a chunk in flight ends at 09:06: an offer starting later than that does not help yet
     assert choose(offers[:2], 10, 60.0, NOW, [NOW + timedelta(minutes=6)]) is None
     assert choose(offers, 10, 60.0, NOW, [NOW + timedelta(minutes=9)]) == choice
+    # a chunk that runs late does not stop an offer that starts soon
+    soon = [FakeOffer(NOW + timedelta(seconds=30), 1)]
+    assert choose(soon, 10, 60.0, NOW, [NOW - timedelta(minutes=5)]) is not None
+    assert choose(offers[:2], 10, 60.0, NOW, [NOW - timedelta(minutes=5)]) is None
     assert choose([], 10, 60.0, NOW) is None
 
 
@@ -142,6 +146,19 @@ def test_durations_come_from_the_options_then_from_what_ran() -> None:
     # 4 runs in 4 s of wall time on 2 cores: 2 core-seconds each
     assert seconds_per_input(state) == pytest.approx(2.0)
     assert [r.index for r in chunk_of(state)] == [4, 5]
+
+
+def test_chunks_are_an_eighth_and_shrink_at_the_end() -> None:
+    assert len(chunk_of(state_of(200))) == 25
+    assert len(chunk_of(state_of(10000))) == 100
+    assert len(chunk_of(state_of(30))) == 10
+    state = state_of(1000)
+    for run in state.runs[:900]:
+        run.phase = "COMPLETED"
+    assert len(chunk_of(state, in_flight=3)) == 25  # 100 left, four sessions: a quarter
+    assert len(chunk_of(state, in_flight=20)) == 10
+    state.options["chunk_size"] = 40  # given: always that many
+    assert len(chunk_of(state, in_flight=20)) == 40
 
 
 def test_a_report_finishes_runs_and_requeues_the_lost_ones() -> None:
