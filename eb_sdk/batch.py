@@ -891,6 +891,9 @@ class BatchList(list[dict[str, Any]]):
     def __str__(self) -> str:
         return text_table(BATCH_COLUMNS, self.rows()) if self else "no batches"
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))  # IPython's text form: the table, not the dicts
+
     def _repr_html_(self) -> str:
         return html_table(BATCH_COLUMNS, self.rows()) if self else "<div>No batches.</div>"
 
