@@ -75,11 +75,11 @@ def batch_runner_spec(
     allowed = max(1, math.ceil(max(1, cores) * workers_per_core))
     workers = min(executable.workers or allowed, allowed)
     output_dir = executable.output_dir or str(session_dir / br.OUTPUTS_DIR)
-    inputs = [item.model_dump(mode="json", exclude_none=True) for item in executable.inputs]
+    inputs = [item.model_dump(mode="json", exclude_none=True) for item in executable.inputs or []]
     return {
         "kind": br.BATCH_KIND,
         "notebook": str(notebook),
-        "parameter": executable.parameter,
+        "parameter": executable.parameter or "input",
         "parameters": executable.parameters or {},
         "inputs": [{**item, "output": br.output_path(output_dir, item)} for item in inputs],
         "output_dir": output_dir,

@@ -139,15 +139,15 @@ class NotebookBatch(AbstractExecutable):
 
     KIND: ClassVar[str] = jeb_kind("executable", "notebook-batch")
     location: str | None = Field(default=None, description="The notebook (a path or file:// URL).")
-    parameter: str = Field(
-        default="input",
+    parameter: str | None = Field(
+        default=None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="The papermill parameter each input's value is given as.",
+        description="The papermill parameter each input's value is given as (default 'input').",
     )
     parameters: dict[str, Any] | None = Field(
         default=None, description="Parameters common to every input (papermill)."
     )
-    inputs: list[BatchInput] = Field(default_factory=list, description="The inputs to run.")
+    inputs: list[BatchInput] | None = Field(default=None, description="The inputs to run.")
     output_dir: str | None = Field(
         default=None,
         description="Absolute directory for the output notebooks (default: the session's own).",
@@ -163,7 +163,7 @@ class NotebookBatch(AbstractExecutable):
     @model_validator(mode="after")
     def _unique_ids(self) -> NotebookBatch:
         seen: set[str] = set()
-        for item in self.inputs:
+        for item in self.inputs or []:
             name = (item.output or f"{item.id}.ipynb").lower()
             if item.id in seen or name in seen:
                 raise ValueError(f"inputs: the id or output {item.id!r} is used twice")

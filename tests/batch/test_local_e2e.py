@@ -18,6 +18,7 @@ import eb_sdk as eb
 from eb_sdk._batch_state import BatchState, ChunkRecord, RunRecord, run_ids
 from eb_sdk.model import BatchInput, NotebookBatch
 from tests.batch.conftest import marked_notebook, run_counts
+from tests.fixtures.notebooks import write_notebook
 from tests.fixtures.services import REPO_ROOT, BrokerProcess
 from tests.slurm.conftest import wait_until
 
@@ -278,3 +279,24 @@ def test_the_eb_command(
     nobody = eb_cmd("map", str(nb), "--inputs", "data/*.fits", "--cores", "64")
     assert nobody.returncode == 3, nobody.stderr  # nobody offers 64 cores
     assert len(json.loads(eb_cmd("batches", "--json").stdout)) == 1  # nothing left behind
+
+
+def test_cancel_keeps_what_finished(local: eb.Broker, tmp_path: Path) -> None:
+    nb = write_notebook(
+        tmp_path / "slow.ipynb",
+        "import time\ntime.sleep(0.1 if input_file.startswith('quick') else 300)",
+        parameters="input_file = ''",
+    )
+    inputs = ["quick-0", "quick-1", "slow-2", "slow-3", "slow-4", "slow-5"]
+    batch = eb.map(nb, inputs, brokers=local, chunk_size=2)
+    wait_until("the quick runs", lambda: batch.status()["COMPLETED"] == 2, timeout=WAIT)
+    batch.cancel()
+    batch.wait(timeout=WAIT, progress=False)
+    assert batch.status()["COMPLETED"] == 2 and batch.status()["CANCELLED"] == 4
+    for chunk in batch._state.chunks:
+        assert chunk.phase in ("COMPLETED", "CANCELLED", "REJECTED", "EXPIRED")
+    assert batch.retry().status()["CANCELLED"] == 4  # failed_only: nothing failed
+    batch.retry(failed_only=False)  # the cancelled ones again...
+    assert batch.status()["COMPLETED"] == 2  # ...never the completed ones
+    batch.cancel().wait(timeout=WAIT, progress=False)
+    assert batch.status()["CANCELLED"] == 4
