@@ -92,6 +92,9 @@ class BatchEngine:
         self._last_save = 0.0
         self._dirty = False
         self._last_place = float("-inf")
+        #: what stopped the background task, if it was not the end of the batch (a bug, a
+        #: state file that cannot be written): ``wait()`` raises it
+        self.crash: BaseException | None = None
 
     # -- brokers -----------------------------------------------------------------------------
 
@@ -169,11 +172,11 @@ class BatchEngine:
     def in_flight(self) -> list[ChunkRecord]:
         return [c for c in self.state.chunks if c.in_flight]
 
-    async def place(self, *, first: bool = False) -> int:
+    async def place(self) -> int:
         """Place chunks while there are PENDING runs and placing helps; the number placed.
 
         Raises the brokers' error when no chunk is in flight and none could be placed (nobody
-        can run it, or nobody answered) — ``first`` or not, the caller decides what that means.
+        can run it, or nobody answered): the caller decides what that means.
         """
         placed = 0
         self._last_place = time.monotonic()
@@ -228,11 +231,11 @@ class BatchEngine:
         self.save(now=True)  # before accepting: a client killed now finds the offer again
         try:
             session = await offer.accept()
-        except Conflict as exc:  # expired or taken meanwhile: ask again
+        except Conflict as exc:  # expired or taken meanwhile: ask again, in the next round
             self._warn(f"chunk {chunk_id}: {exc}")
             release_chunk(state, chunk, offer.phase.value)
             self.save(now=True)
-            return True
+            return False
         except EBError as exc:  # did it reach the broker? following the chunk finds out
             self._warn(f"chunk {chunk_id}: accepting {offer.uuid[:8]}: {exc}")
             return True
@@ -344,27 +347,34 @@ class BatchEngine:
 
     async def run(self) -> None:
         """Follow and place until every run is final (or the batch stopped with an error)."""
-        pause = POLL_MIN
         try:
-            while True:
-                before = len(self.in_flight())
-                changed = await self.follow()
-                finished = len(self.in_flight()) < before
-                if self._should_place(finished):
-                    changed |= await self._place_guarded()
-                if changed:
-                    self.save()
-                if self.state.done or (self.state.error and not self.in_flight()):
-                    break
-                pause = POLL_MIN if changed else min(pause * 1.5, POLL_MAX)
-                if any(self._ending(c) for c in self.in_flight()):
-                    pause = POLL_ENDING
-                assert self._wake is not None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), pause)
-                self._wake.clear()
+            await self._follow_and_place()
+        except Exception as exc:
+            log.exception("batch %s: following stopped", self.state.id)
+            self.crash = exc
         finally:
-            self.flush()
+            with contextlib.suppress(OSError):
+                self.flush()
+
+    async def _follow_and_place(self) -> None:
+        pause = POLL_MIN
+        while True:
+            before = len(self.in_flight())
+            changed = await self.follow()
+            finished = len(self.in_flight()) < before
+            if self._should_place(finished):
+                changed |= await self._place_guarded()
+            if changed:
+                self.save()
+            if self.state.done or (self.state.error and not self.in_flight()):
+                break
+            pause = POLL_MIN if changed else min(pause * 1.5, POLL_MAX)
+            if any(self._ending(c) for c in self.in_flight()):
+                pause = POLL_ENDING
+            assert self._wake is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause)
+            self._wake.clear()
 
     def _ending(self, chunk: ChunkRecord) -> bool:
         """Every run of ``chunk`` has its result; only its session has yet to end."""

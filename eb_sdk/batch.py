@@ -424,6 +424,8 @@ class _BatchBase:
         return self._state.summary()
 
     def _raise_error(self) -> None:
+        if self._engine.crash is not None:
+            raise self._engine.crash
         if self._state.error:
             cls = getattr(_errors, self._state.error_type or "", None)
             if not (isinstance(cls, type) and issubclass(cls, EBError)):
@@ -736,7 +738,7 @@ async def _start(state: BatchState, brokers: list[Broker]) -> BatchEngine:
     engine = BatchEngine(state, brokers)
     engine.lock.acquire()
     try:
-        await engine.place(first=True)
+        await engine.place()
     except (EBError, KeyboardInterrupt, asyncio.CancelledError):
         if not engine.in_flight():  # nothing runs: no batch to come back to
             engine.lock.release()
