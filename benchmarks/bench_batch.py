@@ -26,6 +26,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -156,14 +157,17 @@ def main() -> None:
     inputs = [f"obs-{i:05d}.fits" for i in range(args.inputs)]
     before = load()
 
-    bare = bare_runs(notebook, args.bare)
+    try:
+        bare = bare_runs(notebook, args.bare)
+        loop = papermill_loop(notebook, base / "loop", args.loop)
+        workers = max(1, round(cores * args.workers_per_core))
+        alone = runner_alone(notebook, base, inputs, workers)
+        mapped = through_eb_map(notebook, base, inputs, args.chunk_size)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    after = load()
     t_bare = statistics.median(bare)
     limit = cores / t_bare
-    loop = papermill_loop(notebook, base / "loop", args.loop)
-    workers = max(1, round(cores * args.workers_per_core))
-    alone = runner_alone(notebook, base, inputs, workers)
-    mapped = through_eb_map(notebook, base, inputs, args.chunk_size)
-    after = load()
 
     rows = [
         ("limit: cores / one bare nbclient run", f"{cores} / {t_bare:.3f} s", limit),

@@ -35,7 +35,7 @@ from ._batch_plan import (
     release_chunk,
     seconds_per_input,
 )
-from ._batch_state import BatchState, ChunkRecord, RunRecord, StateLock
+from ._batch_state import BatchState, ChunkRecord, RunRecord, StateLock, read_json
 from ._client import client_for
 from ._config import Broker, resolve_brokers
 from ._errors import (
@@ -109,16 +109,13 @@ class BatchEngine:
     def _broker_of(self, url: str, name: str = "") -> Broker:
         """The broker at ``url``: one of the batch's, else a configured one, else one made from
         the URL (with the credentials the environment has for it)."""
-        for broker in self.brokers:
-            if broker.url == url:
-                return broker
-        try:
-            configured = resolve_brokers()
-        except ConfigError:
-            configured = []
-        for broker in configured:
-            if broker.url == url:
-                return broker
+        for known in (lambda: self.brokers, resolve_brokers):
+            try:
+                for broker in known():
+                    if broker.url == url:
+                        return broker
+            except ConfigError:  # nothing configured: the URL alone will do
+                pass
         return Broker(url, name=name).with_defaults(os.environ)
 
     # -- saving ------------------------------------------------------------------------------
@@ -318,7 +315,7 @@ class BatchEngine:
             run = self.state.runs[index]
             if run.id in known:
                 continue
-            record = _read_json(Path(records) / f"{run.id}.json")
+            record = read_json(Path(records) / f"{run.id}.json")
             if record is not None:
                 found.append(record)
         return found
@@ -355,6 +352,7 @@ class BatchEngine:
         finally:
             with contextlib.suppress(OSError):
                 self.flush()
+            self.lock.release()  # another process may follow it now (retry() takes it again)
 
     async def _follow_and_place(self) -> None:
         pause = POLL_MIN
@@ -491,16 +489,6 @@ def _iso(when: datetime | None) -> str | None:
 
 def _parse(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def resolve_windows(start: Any, tz: Any = None) -> list[str]:

@@ -318,6 +318,15 @@ class BatchState:
         }
 
 
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is missing or not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def locate(ref: str | os.PathLike[str]) -> Path:
     """The ``batch.json`` of a batch id, directory or file."""
     text = os.fspath(ref)

@@ -29,6 +29,16 @@ def marked_notebook(path: Path) -> Path:
     return write_notebook(path, *MARKED, parameters="input_file = ''\nmarkers = ''\nscale = 1")
 
 
+def marked_story(base: Path, *, broken: bool = True) -> tuple[Path, Path]:
+    """The notebook (``base/reduce.ipynb``) and its markers directory; ``broken``: the
+    ``*-bad`` inputs fail until the file ``broken`` is removed."""
+    markers = base / "markers"
+    markers.mkdir()
+    if broken:
+        (markers / "broken").write_text("")
+    return marked_notebook(base / "reduce.ipynb"), markers
+
+
 def run_counts(markers: Path) -> dict[str, int]:
     """How often each input ran, from the marker files."""
     return {p.stem: len(p.read_text().splitlines()) for p in markers.glob("*.run") if p.is_file()}

@@ -17,7 +17,7 @@ import httpx
 import eb_sdk as eb
 from eb_sdk._batch_state import BatchState, ChunkRecord, RunRecord, run_ids
 from eb_sdk.model import BatchInput, NotebookBatch
-from tests.batch.conftest import marked_notebook, run_counts
+from tests.batch.conftest import marked_story, run_counts
 from tests.fixtures.notebooks import write_notebook
 from tests.fixtures.services import REPO_ROOT, BrokerProcess
 from tests.slurm.conftest import wait_until
@@ -43,10 +43,7 @@ def final_runs(state_path: Path) -> int:
 def test_two_hundred_inputs_killed_resumed_triaged_retried(
     batch_broker: BrokerProcess, local: eb.Broker, tmp_path: Path, batch_env: Path
 ) -> None:
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    (markers / "broken").write_text("")
-    nb = marked_notebook(tmp_path / "reduce.ipynb")
+    nb, markers = marked_story(tmp_path)
     inputs = inputs_for(tmp_path / "data", 200, 25)
     bad = {Path(i).stem for i in inputs if "-bad" in i}
     assert len(bad) == 8
@@ -159,9 +156,7 @@ def test_two_hundred_inputs_killed_resumed_triaged_retried(
 def test_an_interrupted_session_reruns_only_its_unfinished_inputs(
     batch_broker: BrokerProcess, local: eb.Broker, tmp_path: Path
 ) -> None:
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    nb = marked_notebook(tmp_path / "reduce.ipynb")
+    nb, markers = marked_story(tmp_path, broken=False)
     slow = nb.with_name("slow.ipynb")
     content = json.loads(nb.read_text())
     content["cells"].append({**content["cells"][-1], "source": "import time; time.sleep(1)"})
@@ -195,9 +190,7 @@ def test_resume_finds_an_offer_the_client_was_accepting(
 ) -> None:
     """Killed between writing down the offer and accepting it: the next client accepts it
     (or, were it gone, places its runs again) — the runs are never in two sessions."""
-    nb = marked_notebook(tmp_path / "reduce.ipynb")
-    markers = tmp_path / "markers"
-    markers.mkdir()
+    nb, markers = marked_story(tmp_path, broken=False)
     inputs = inputs_for(tmp_path / "data", 2, 1000)
     state = BatchState(
         id="interrupted",
@@ -234,10 +227,7 @@ def test_resume_finds_an_offer_the_client_was_accepting(
 def test_the_eb_command(
     batch_broker: BrokerProcess, local: eb.Broker, tmp_path: Path, batch_env: Path
 ) -> None:
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    (markers / "broken").write_text("")
-    nb = marked_notebook(tmp_path / "reduce.ipynb")
+    nb, markers = marked_story(tmp_path)
     for path in inputs_for(tmp_path / "data", 6, 3):  # obs-002-bad, obs-005-bad fail
         Path(path).write_text("x")
     env = {

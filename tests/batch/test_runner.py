@@ -21,7 +21,7 @@ from eb_broker.platforms.local import LocalPlatform
 from eb_broker.scheduling import Resources
 from eb_sdk.model import BatchInput, ExecutionRequest, NotebookBatch
 from eb_sdk.model.messages import BATCH_INPUT, NOT_SUPPORTED
-from tests.batch.conftest import marked_notebook, run_counts
+from tests.batch.conftest import marked_story, run_counts
 from tests.fixtures.notebooks import write_notebook
 
 WAIT = 180.0
@@ -76,10 +76,7 @@ def platform(tmp_path: Path) -> LocalPlatform:
 async def test_every_input_runs_and_a_failure_stops_none(
     platform: LocalPlatform, tmp_path: Path
 ) -> None:
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    (markers / "broken").write_text("")
-    nb = marked_notebook(tmp_path / "reduce.ipynb")
+    nb, markers = marked_story(tmp_path)
     values = ["a.fits", "b-bad.fits", "c.fits", "d-bad.fits", "e.fits"]
     request = batch_request(nb, values, parameters={"markers": str(markers), "scale": 3})
     spec = await launched(platform, spec_for(request))

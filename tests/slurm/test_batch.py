@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import eb_sdk as eb
-from tests.batch.conftest import marked_notebook, run_counts
+from tests.batch.conftest import marked_story, run_counts
 from tests.fixtures.slurm import SlurmCluster
 from tests.sdk.conftest import ENV_VARS
 from tests.slurm.conftest import SlurmBroker
@@ -31,10 +31,7 @@ def test_a_batch_runs_in_slurm_jobs_in_chunks(
 ) -> None:
     process = slurm_broker()
     broker = eb.Broker(process.url, name="slurm", token=process.tokens["alice"])
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    (markers / "broken").write_text("")
-    nb = marked_notebook(tmp_path / "reduce.ipynb")
+    nb, markers = marked_story(tmp_path)
     inputs = [str(tmp_path / f"obs-{i:02d}{'-bad' * (i % 4 == 3)}.fits") for i in range(12)]
     batch = eb.map(
         nb,
