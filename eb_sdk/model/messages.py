@@ -37,6 +37,8 @@ POLICY = "urn:policy"
 PLATFORM = "urn:platform"
 PLATFORM_UNAVAILABLE = "urn:platform-unavailable"
 EXECUTION_FAILED = "urn:execution-failed"
+#: One finished input of a notebook batch (``urn:jeb:v1:executable:notebook-batch``).
+BATCH_INPUT = "urn:jeb:v1:batch-input"
 INTERNAL = "urn:internal-error"
 
 

@@ -469,6 +469,21 @@ FULL_SAMPLES: dict[str, dict[str, Any]] = {
         "http_port": 8080,
         "http_path": "/status",
     },
+    "urn:jeb:v1:executable:notebook-batch": {
+        "kind": "urn:jeb:v1:executable:notebook-batch",
+        "meta": {"name": "reduce every file"},
+        "location": "/home/alice/reduce.ipynb",
+        "parameter": "input_file",
+        "parameters": {"threshold": 3.5},
+        "inputs": [
+            {"id": "00000-obs-0", "value": "/data/obs-0.fits"},
+            {"id": "00001-obs-1", "value": {"path": "/data/obs-1.fits"}, "output": "one.ipynb"},
+        ],
+        "output_dir": "/home/alice/runs",
+        "workers": 2,
+        "kernel": "python3",
+        "cell_timeout": 600.0,
+    },
     f"{K}/costs/abstract-cost-item.yaml": {
         "kind": f"{K}/costs/abstract-cost-item.yaml",
         "type": "urn:ivoa:calycopis:cost:carbon",

@@ -190,7 +190,11 @@ def test_defaults_and_capacity(tmp_path: Path) -> None:
     assert plat.storage_gib >= 0
     assert plat.python == sys.executable
     assert plat.server_command == ["jupyter", "server"]
-    assert plat.executable_kinds() == [JupyterNotebook.KIND, JupyterServer.KIND]
+    assert plat.executable_kinds() == [
+        JupyterNotebook.KIND,
+        JupyterServer.KIND,
+        "urn:jeb:v1:executable:notebook-batch",
+    ]
     cap = LocalPlatform(cores=3, memory_gib=5, storage_gib=7).capacity()
     assert cap.base == Resources(cores=3, memory_gib=5, storage_gib=7)
     assert cap.periods == ()
