@@ -23,6 +23,8 @@ from eb_sdk.model import messages as msg
 from .core import BrokerCore
 from .ledger import SessionRow
 from .platforms.base import PlatformState, PlatformStatus, PlatformUnavailable, SessionSpec
+from .staging.service import FAILED as STAGING_FAILED
+from .staging.service import STAGED, staged_messages
 
 log = logging.getLogger("eb_broker.lifecycle")
 
@@ -137,7 +139,12 @@ class Reconciler:
         )
 
     async def refresh_platform(self) -> None:
-        """Let the platform re-read its capacity and foreign usage, then update the timeline."""
+        """Let the platform re-read its capacity and foreign usage, then update the timeline
+        (and clean the staging cache)."""
+        try:
+            self.core.housekeeping()
+        except Exception:
+            log.exception("staging cache clean-up failed")
         try:
             await self.core.platform.refresh()
         except Exception:
@@ -151,9 +158,39 @@ class Reconciler:
             row = core.ledger.transition(
                 row.uuid, Phase.PREPARING, now, message="preparing", launched=now
             )
+        if not await self._staged(row, now):
+            return
         handle = await self._handle_from(row, now, core.platform.launch, "start it")
         if handle is not None:
             core.ledger.update_fields(row.uuid, core.clock(), handle=handle)
+
+    async def _staged(self, row: SessionRow, now: datetime) -> bool:
+        """Data first: is the session's data staged (or has it none) and the platform's own
+        preparation due? Starts the staging (a task) when it is not running; a staging that
+        failed, or did not finish within the booked slot, FAILS the session."""
+        runner = self.core.staging_runner
+        record = row.staging or {}
+        if runner is None or not record:
+            return True
+        state = record.get("state")
+        if state == STAGED:
+            if not record.get("noted"):
+                told = [m.dump() for m in staged_messages(record)]
+                self.core.ledger.update_fields(
+                    row.uuid,
+                    now,
+                    staging={**record, "noted": True},
+                    messages=[*(row.messages or []), *told],
+                )
+            due = row.start - timedelta(seconds=int(record.get("platform_preparation_s") or 0))
+            return now >= due
+        if state == STAGING_FAILED or now >= _slot_end(row):
+            reason = record.get("error") or "the data was not staged before the booked slot ended"
+            problem = msg.error(msg.DATA_STAGING, f"staging the data failed: {reason}")
+            await self._finish(row, Phase.FAILED, now, stop=False, problems=[problem])
+            return False
+        runner.ensure(row, self.wake)
+        return False
 
     async def _poll(self, rows: list[SessionRow], now: datetime) -> None:
         core = self.core
@@ -240,6 +277,8 @@ class Reconciler:
                 message=_summary(new_messages) or "releasing",
                 stop_requested=outcome.value,
             )
+        if core.staging_runner is not None:
+            core.staging_runner.cancel(row.uuid)
         spec = core.spec_for(row)
         release_problems: list[dict[str, Any]] = []
         try:
@@ -267,6 +306,9 @@ class Reconciler:
             connectors=[{**c, "status": "FINISHED"} for c in (row.connectors or [])],
         )
         core.release_capacity(row.uuid)
+        if core.staging is not None and row.staging:
+            core.staging.release(row.staging)
+            core.housekeeping()
 
 
 def _prep(row: SessionRow) -> timedelta:

@@ -37,6 +37,9 @@ POLICY = "urn:policy"
 PLATFORM = "urn:platform"
 PLATFORM_UNAVAILABLE = "urn:platform-unavailable"
 EXECUTION_FAILED = "urn:execution-failed"
+DATA_STAGING = "urn:data-staging"
+DATA_UNAVAILABLE = "urn:data-unavailable"
+PREDICTION = "urn:prediction"
 INTERNAL = "urn:internal-error"
 
 
