@@ -83,8 +83,7 @@ def test_mount_paths() -> None:
 
 def test_mount_from_a_volume_mount_or_the_default() -> None:
     request = ExecutionRequest.model_validate(
-        data_request("/x.ipynb", {"cube": "http://h/c.fits", "other": "http://h/o"})
-        | {}
+        data_request("/x.ipynb", {"cube": "http://h/c.fits", "other": "http://h/o"}) | {}
     )
     mounted = ExecutionRequest.model_validate(
         data_request(
