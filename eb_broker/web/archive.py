@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from eb_sdk.model import messages as msg
@@ -90,6 +90,6 @@ class ArchiveHandler(BaseHandler):
         if not raw:
             return None
         try:
-            return parse_instant(raw)
+            return parse_instant(raw).astimezone(UTC)
         except (ValueError, OverflowError) as exc:
             raise ApiError(400, msg.INVALID_REQUEST, f"{name}: {exc}") from None
