@@ -95,7 +95,7 @@ class Reconciler:
                     await self._launch(row, now)
             elif phase == Phase.WAITING and now >= row.start - _prep(row):
                 await self._launch(row, now)
-            elif phase == Phase.PREPARING and not row.handle:
+            elif phase == Phase.PREPARING and (not row.handle or _unlaunched_data(row)):
                 await self._launch(row, now)  # crashed between marking and launching: adopt
             elif phase in _RUNNING_PHASES:
                 if now >= _slot_end(row):
@@ -158,39 +158,44 @@ class Reconciler:
             row = core.ledger.transition(
                 row.uuid, Phase.PREPARING, now, message="preparing", launched=now
             )
-        if not await self._staged(row, now):
+        staged = await self._staged(row, now)
+        if staged is None:
             return
+        row = staged
         handle = await self._handle_from(row, now, core.platform.launch, "start it")
         if handle is not None:
-            core.ledger.update_fields(row.uuid, core.clock(), handle=handle)
+            fields: dict[str, Any] = {"handle": handle}
+            if row.staging:  # the platform has it now (see _unlaunched_data)
+                fields["staging"] = {**row.staging, "launched": True}
+            core.ledger.update_fields(row.uuid, core.clock(), **fields)
 
-    async def _staged(self, row: SessionRow, now: datetime) -> bool:
-        """Data first: is the session's data staged (or has it none) and the platform's own
-        preparation due? Starts the staging (a task) when it is not running; a staging that
-        failed, or did not finish within the booked slot, FAILS the session."""
+    async def _staged(self, row: SessionRow, now: datetime) -> SessionRow | None:
+        """Data first: the session once its data is staged (or it has none) and the platform's
+        own preparation is due, else None. Starts the staging (a task) when it is not running;
+        a staging that failed, or did not finish within the booked slot, FAILS the session."""
         runner = self.core.staging_runner
         record = row.staging or {}
         if runner is None or not record:
-            return True
+            return row
         state = record.get("state")
         if state == STAGED:
             if not record.get("noted"):
                 told = [m.dump() for m in staged_messages(record)]
-                self.core.ledger.update_fields(
+                row = self.core.ledger.update_fields(
                     row.uuid,
                     now,
                     staging={**record, "noted": True},
                     messages=[*(row.messages or []), *told],
                 )
             due = row.start - timedelta(seconds=int(record.get("platform_preparation_s") or 0))
-            return now >= due
+            return row if now >= due else None
         if state == STAGING_FAILED or now >= _slot_end(row):
             reason = record.get("error") or "the data was not staged before the booked slot ended"
             problem = msg.error(msg.DATA_STAGING, f"staging the data failed: {reason}")
             await self._finish(row, Phase.FAILED, now, stop=False, problems=[problem])
-            return False
+            return None
         runner.ensure(row, self.wake)
-        return False
+        return None
 
     async def _poll(self, rows: list[SessionRow], now: datetime) -> None:
         core = self.core
@@ -309,6 +314,12 @@ class Reconciler:
         if core.staging is not None and row.staging:
             core.staging.release(row.staging)
             core.housekeeping()
+
+
+def _unlaunched_data(row: SessionRow) -> bool:
+    """Preparing with data the platform has not been launched with yet (staging, or waiting
+    for the platform's own preparation): the handle may already hold a booking (Slurm)."""
+    return bool(row.staging) and not (row.staging or {}).get("launched")
 
 
 def _prep(row: SessionRow) -> timedelta:
