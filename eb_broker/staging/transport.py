@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -184,27 +184,15 @@ class Transport:
     async def _send(
         self, method: str, url: str, headers: dict[str, str], limits: httpx.Timeout
     ) -> httpx.Response:
-        host = urlsplit(url).netloc
-        try:
+        with self._probe_errors(url):
             async with self.client.stream(method, url, headers=headers, timeout=limits) as resp:
                 return resp  # headers only: the body is never read (a HEAD has none)
-        except StagingError:
-            raise
-        except httpx.TimeoutException:
-            raise StagingError(
-                f"{host} did not answer within {self.probe_timeout:g} s ({url})"
-            ) from None
-        except httpx.TooManyRedirects:
-            raise StagingError(f"{url} redirects too often") from None
-        except httpx.HTTPError as exc:
-            raise StagingError(f"cannot reach {host}: {_reason(exc)} ({url})") from None
 
     async def get_text(
         self, url: str, headers: dict[str, str] | None = None, limit: int = 8 * 1024 * 1024
     ) -> str:
         """A small document (a listing, a DataLink table), within the probe timeout."""
-        host = urlsplit(url).netloc
-        try:
+        with self._probe_errors(url):
             async with self.client.stream(
                 "GET", url, headers=headers or {}, timeout=httpx.Timeout(self.probe_timeout)
             ) as response:
@@ -215,12 +203,19 @@ class Transport:
                     if len(body) > limit:
                         raise StagingError(f"{url} answered more than {limit} bytes")
                 return body.decode(response.encoding or "utf-8", errors="replace")
-        except StagingError:
-            raise
+
+    @contextlib.contextmanager
+    def _probe_errors(self, url: str) -> Iterator[None]:
+        """httpx's errors on the request path as StagingErrors the user can read."""
+        host = urlsplit(url).netloc
+        try:
+            yield
         except httpx.TimeoutException:
             raise StagingError(
                 f"{host} did not answer within {self.probe_timeout:g} s ({url})"
             ) from None
+        except httpx.TooManyRedirects:
+            raise StagingError(f"{url} redirects too often") from None
         except httpx.HTTPError as exc:
             raise StagingError(f"cannot reach {host}: {_reason(exc)} ({url})") from None
 

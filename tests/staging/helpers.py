@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+import httpx
 
 from eb_sdk.model import (
     IvoaDataResource,
@@ -61,3 +64,18 @@ def data_request(
     if name:
         body["jeb:name"] = name
     return body
+
+
+FINAL = ("COMPLETED", "FAILED", "CANCELLED")
+
+
+def wait_final(client: httpx.Client, url: str, timeout: float = 120.0) -> dict[str, Any]:
+    """The session at ``url`` once it reached a final phase (bounded)."""
+    deadline = time.monotonic() + timeout
+    session: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        session = client.get(url).json()
+        if session["phase"] in FINAL:
+            return session
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not finish: {session}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,9 +18,7 @@ from tests.broker.helpers import accept
 from tests.conftest import BrokerFactory
 from tests.fixtures.notebooks import write_notebook
 from tests.fixtures.services import BrokerProcess
-from tests.staging.helpers import data_request
-
-FINAL = ("COMPLETED", "FAILED", "CANCELLED")
+from tests.staging.helpers import data_request, wait_final
 
 
 @pytest.fixture
@@ -40,16 +37,6 @@ def direct(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     assert response.status_code == 303, response.text
     session: dict[str, Any] = response.json()
     return session
-
-
-def wait_final(client: httpx.Client, url: str, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        session: dict[str, Any] = client.get(url).json()
-        if session["phase"] in FINAL:
-            return session
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not finish")
 
 
 def later(hours: int) -> str:

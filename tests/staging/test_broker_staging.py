@@ -26,10 +26,9 @@ from tests.conftest import BrokerFactory
 from tests.fixtures.data_server import DataServer
 from tests.fixtures.notebooks import write_notebook
 from tests.fixtures.services import REPO_ROOT, BrokerProcess, free_port
-from tests.staging.helpers import data_request
+from tests.staging.helpers import data_request, wait_final
 
 MIB = 1024 * 1024
-FINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 def broker_args(data: DataServer, base: Path) -> tuple[str, ...]:
@@ -94,16 +93,6 @@ def offer_of(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     assert answer["result"] == "YES", answer
     offer: dict[str, Any] = answer["offers"][0]
     return offer
-
-
-def wait_final(client: httpx.Client, url: str, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        session: dict[str, Any] = client.get(url).json()
-        if session["phase"] in FINAL:
-            return session
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not finish: {session}")
 
 
 def run(client: httpx.Client, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
