@@ -187,6 +187,8 @@ class Reconciler:
                     staging={**record, "noted": True},
                     messages=[*(row.messages or []), *told],
                 )
+            if row.estimate:
+                return row  # a queue estimate: into the platform's queue at once
             due = row.start - timedelta(seconds=int(record.get("platform_preparation_s") or 0))
             return row if now >= due else None
         if state == STAGING_FAILED or now >= _slot_end(row):
@@ -283,7 +285,7 @@ class Reconciler:
                 stop_requested=outcome.value,
             )
         if core.staging_runner is not None:
-            core.staging_runner.cancel(row.uuid)
+            await core.staging_runner.cancel(row.uuid)
         spec = core.spec_for(row)
         release_problems: list[dict[str, Any]] = []
         try:

@@ -64,7 +64,7 @@ _BUILTIN = {
     "ivoa": "eb_broker.staging.ivoa:IvoaStager",
 }
 
-PLANNED, STAGING, STAGED, FAILED = "planned", "staging", "staged", "failed"
+PLANNED, STAGING, STAGED, FAILED, CANCELLED = "planned", "staging", "staged", "failed", "cancelled"
 
 
 def available_stagers() -> dict[str, str]:
@@ -576,6 +576,10 @@ class StagingRunner:
         try:
             outcome = await self.staging.stage(record)
         except asyncio.CancelledError:
+            # the session was cancelled: its partial download stays for a later resume
+            self.ledger.update_fields(
+                uuid, datetime.now(UTC), staging={**record, "state": CANCELLED}
+            )
             raise
         except Exception as exc:  # a bug or a full disk: the session fails, the broker goes on
             self.staging.log.exception("staging %s failed", uuid)
@@ -593,14 +597,16 @@ class StagingRunner:
         self._tasks.pop(uuid, None)
         done()
 
-    def cancel(self, uuid: str) -> None:
+    async def cancel(self, uuid: str) -> None:
+        """Stop staging ``uuid`` (if it is being staged here) and wait until it stopped."""
         task = self._tasks.pop(uuid, None)
         if task is not None and not task.done():
             task.cancel()
+            await asyncio.wait([task], timeout=10)
 
     async def close(self) -> None:
         for uuid in list(self._tasks):
-            self.cancel(uuid)
+            await self.cancel(uuid)
         await self.staging.close()
 
 

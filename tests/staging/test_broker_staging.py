@@ -404,3 +404,24 @@ def test_the_start_waits_for_the_data(
     assert running >= finished
     assert offer["schedule"]["preparing"]["duration"] != "PT1S"  # more than the start-up
     assert datetime.now(UTC) - finished < timedelta(minutes=5)
+
+
+def test_cancelling_during_staging_stops_the_transfer(
+    staging_broker: BrokerProcess, data_server: DataServer, tmp_path: Path
+) -> None:
+    url = data_server.file("cancelled.bin", 6 * MIB)
+    notebook = write_notebook(tmp_path / "never.ipynb", "open('ran', 'w').write('ran')")
+    with staging_broker.client() as c:
+        offer = offer_of(c, data_request(str(notebook), {"input": url}, duration="PT10M"))
+        assert accept(c, offer["meta"]["url"]).status_code == 200
+        deadline = time.monotonic() + 30
+        while c.get(offer["meta"]["url"]).json()["jeb:staging"]["state"] != "staging":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert accept(c, offer["meta"]["url"], "CANCELLED").status_code == 200
+        session = wait_final(c, offer["meta"]["url"], timeout=30)
+    assert session["phase"] == "CANCELLED"
+    assert session["jeb:staging"]["state"] == "cancelled"
+    cache = staging_broker.dir / "work" / ".eb-staging" / "objects"
+    assert url not in [(e / "meta.json").read_text() for e in cache.iterdir()]
+    assert not (tmp_path / "ran").exists()
