@@ -154,16 +154,16 @@ class Archive:
     def transfers_of(self, sessions: Sequence[str]) -> dict[str, list[TransferRow]]:
         """The transfers of each of ``sessions`` (in the order they happened)."""
         out: dict[str, list[TransferRow]] = {uuid: [] for uuid in sessions}
-        if not sessions:
-            return out
-        query = (
-            select(TransferRow)
-            .where(TransferRow.session.in_(list(sessions)))
-            .order_by(TransferRow.id)
-        )
         with self._sessions() as db:
-            for row in db.scalars(query).all():
-                out.setdefault(row.session, []).append(row)
+            for first in range(0, len(sessions), 1000):  # bound the query's parameters
+                chunk = list(sessions[first : first + 1000])
+                query = (
+                    select(TransferRow)
+                    .where(TransferRow.session.in_(chunk))
+                    .order_by(TransferRow.id)
+                )
+                for row in db.scalars(query).all():
+                    out.setdefault(row.session, []).append(row)
         return out
 
     def host_history(self, host: str, limit: int) -> list[tuple[int, float]]:

@@ -174,9 +174,6 @@ class DataStaging(LoggingConfigurable):
         help="Room for staged data (GiB) on platforms that offer no storage of their own (Slurm: "
         "the shared file system). 0: the free space of the staging directory at start-up.",
     )
-    cleanup_interval = Float(
-        60.0, config=True, help="Seconds between cache clean-ups (also after each release)."
-    )
 
     def __init__(
         self, *, root: str | None, predictions: Predictions, platform_name: str = "", **kwargs: Any

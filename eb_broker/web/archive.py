@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from eb_sdk.model import messages as msg
@@ -40,28 +42,32 @@ class ArchiveHandler(BaseHandler):
             limit=limit,
             offset=self._integer("offset", 0, 0, 10**9),
         )
-        rows, total = archive_page(identity, where, self.get_argument("user", None) or None)
-        transfers = self.broker.core.archive.transfers_of([row.uuid for row in rows])
-        if fmt != "json":
+        user = self.get_argument("user", None) or None
+        archive = self.broker.core.archive
+
+        def build() -> tuple[int, Any]:
+            """Read and render (in a thread: a large export must not stall the broker)."""
+            rows, total = archive_page(identity, where, user)
+            transfers = archive.transfers_of([row.uuid for row in rows])
+            if fmt == "json":
+                return total, [detailed(row, transfers.get(row.uuid, ())) for row in rows]
             flat = [record(row, transfers.get(row.uuid, ())) for row in rows]
-            try:
-                body = to_csv(flat) if fmt == "csv" else to_parquet(flat)
-            except ParquetUnavailable as exc:
-                raise ApiError(501, msg.NOT_SUPPORTED, str(exc)) from None
+            return total, to_csv(flat) if fmt == "csv" else to_parquet(flat)
+
+        try:
+            total, body = await asyncio.to_thread(build)
+        except ParquetUnavailable as exc:
+            raise ApiError(501, msg.NOT_SUPPORTED, str(exc)) from None
+        if fmt != "json":
             self.set_header("Content-Type", _MEDIA[fmt])
             self.set_header("Content-Disposition", f'attachment; filename="eb-archive.{fmt}"')
             self.set_header("X-Total-Count", str(total))
             self.finish(body)
             return
-        page = {
-            "total": total,
-            "offset": where.offset,
-            "limit": where.limit,
-            "items": [detailed(row, transfers.get(row.uuid, ())) for row in rows],
-        }
-        if where.offset + len(rows) < total:
+        page = {"total": total, "offset": where.offset, "limit": where.limit, "items": body}
+        if where.offset + len(body) < total:
             query = {k: self.get_argument(k) for k in self.request.arguments if k != "offset"}
-            query["offset"] = str(where.offset + len(rows))
+            query["offset"] = str(where.offset + len(body))
             page["next"] = self.url_for("/archive") + "?" + urlencode(query)
         self.respond(page)
 
