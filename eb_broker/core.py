@@ -230,8 +230,9 @@ class BrokerCore:
         notes: list[MessageItem] = []
         decision = Decision()
         key = executable_key(request)
-        request, prediction = self._predict(request, key, notes)
+        prediction: dict[str, Any] | None = None
         if not problems:
+            request, prediction = self._predict(request, key, notes)
             applied = await self.policies.apply(
                 self._policy_query(identity, request),
                 default_cores=self.limits.default_cores,
