@@ -83,7 +83,7 @@ def test_mount_paths() -> None:
 
 def test_mount_from_a_volume_mount_or_the_default() -> None:
     request = ExecutionRequest.model_validate(
-        data_request("/x.ipynb", {"cube": "http://h/c.fits", "other": "http://h/o"}) | {}
+        data_request("/x.ipynb", {"cube": "http://h/c.fits", "other": "http://h/o"})
     )
     mounted = ExecutionRequest.model_validate(
         data_request(
@@ -201,3 +201,22 @@ def test_with_duration_and_staging_wire() -> None:
     )
     assert wire["seconds"] == 2.5 and wire["objects"][0]["source"] == "http://h/x"
     assert "/secret/cache/path" not in str(wire)  # no cache internals on the wire
+
+
+def test_offers_show_staging_and_predictions() -> None:
+    from eb_sdk._config import Broker
+    from eb_sdk._wireview import WireView
+    from eb_sdk.model import ScheduledExecutionSession
+
+    wire = ScheduledExecutionSession.model_validate(
+        {
+            "jeb:staging": {"state": "planned", "seconds": 3.0, "bytes": 10},
+            "jeb:prediction": {"runtime": {"median": "PT12M", "runs": 37}},
+            "jeb:platform": {"name": "local"},
+        }
+    )
+    view = WireView(wire, Broker(name="b", url="http://b"))
+    assert view.staging is not None and view.staging["seconds"] == 3.0
+    assert view.prediction is not None and view.prediction["runtime"]["runs"] == 37
+    assert view.platform == "local"
+    assert WireView(ScheduledExecutionSession(), view.broker).staging is None
