@@ -40,6 +40,7 @@ from eb_sdk.model.kinds import kind_label
 from eb_sdk.model.sessions import ConnectorStatus
 
 from ..scheduling import Capacity, Resources
+from ..staging.mounts import link_staged_data
 from . import local_runner as rn
 from .base import Platform, PlatformState, PlatformStatus, SessionSpec
 from .batch import batch_problems, batch_runner_spec, with_batch_progress
@@ -297,11 +298,6 @@ class LocalPlatform(Platform):
                 )
         elif isinstance(executable, NotebookBatch):
             problems += batch_problems(executable, "local")
-        if request.data:
-            no(
-                "data staging is not available on this broker yet",
-                data_kinds=", ".join(sorted({d.kind for d in request.data})),
-            )
         compute = request.compute
         if (
             isinstance(compute, SimpleComputeResource)
@@ -316,6 +312,10 @@ class LocalPlatform(Platform):
 
     def preparation(self, request: ExecutionRequest) -> timedelta:
         return timedelta(seconds=self.startup_preparation)
+
+    def staging_dir(self) -> str | None:
+        """``<work_dir>/.eb-staging``: staged data is linked into the session directories."""
+        return str(Path(self.work_dir).expanduser().absolute() / ".eb-staging")
 
     # -- session directories ------------------------------------------------------------------
 
@@ -379,6 +379,10 @@ class LocalPlatform(Platform):
     def _runner_spec(self, spec: SessionSpec, session_dir: Path) -> dict[str, Any]:
         """What the runner needs to know (``spec.json``); raises LaunchError if impossible."""
         executable = spec.request.executable
+        try:
+            data_env = link_staged_data(spec.data, session_dir)
+        except (OSError, ValueError) as exc:
+            raise LaunchError(f"the staged data cannot be placed: {exc}") from None
         common: dict[str, Any] = {
             "uuid": spec.uuid,
             "owner": spec.owner,
@@ -394,6 +398,7 @@ class LocalPlatform(Platform):
             return {
                 **common,
                 "kind": "notebook",
+                "environment": data_env,
                 "notebook": str(notebook),
                 "output": str(session_dir / rn.OUTPUT_FILE),
                 "parameters": executable.parameters or {},
@@ -432,7 +437,7 @@ class LocalPlatform(Platform):
                 "kind": "server",
                 "command": command,
                 "hub": rn.is_singleuser(command),
-                "environment": dict(executable.environment or {}),
+                "environment": {**data_env, **dict(executable.environment or {})},
                 "root_dir": root_dir,
                 "notebook": executable.notebook,
                 "start_timeout": self.server_start_timeout,

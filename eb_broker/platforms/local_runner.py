@@ -463,6 +463,8 @@ class Runner:
         self._interruptible = True
         if self.stop_requested:
             raise Stopped()
+        # the kernel inherits it (e.g. EB_DATA_<NAME>: where the staged data is)
+        os.environ.update({str(k): str(v) for k, v in (spec.get("environment") or {}).items()})
         try:
             papermill.execute_notebook(
                 source,

@@ -293,8 +293,8 @@ def test_check_rejects_what_cannot_run_here() -> None:
     assert "https://" in texts(remote)
 
 
-def test_check_rejects_data_and_accelerators() -> None:
-    plat = LocalPlatform()
+def test_check_takes_data_and_rejects_accelerators(tmp_path: Path) -> None:
+    plat = LocalPlatform(work_dir=str(tmp_path))
     request = ExecutionRequest.model_validate(
         {
             "executable": {"kind": JupyterNotebook.KIND, "location": "/a.ipynb"},
@@ -307,9 +307,8 @@ def test_check_rejects_data_and_accelerators() -> None:
             ],
         }
     )
-    data = plat.check(request)
-    assert kinds_of(data) == {NOT_SUPPORTED}
-    assert "data staging is not available on this broker yet" in texts(data)
+    assert plat.check(request) == []  # the broker stages data into the staging directory
+    assert plat.staging_dir() == str(tmp_path / ".eb-staging")
 
     gpu = ExecutionRequest.model_validate(
         {

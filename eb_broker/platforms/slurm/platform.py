@@ -550,11 +550,6 @@ class SlurmPlatform(Platform):
                 )
         elif isinstance(executable, NotebookBatch):
             problems += batch_problems(executable, "Slurm")
-        if request.data:
-            no(
-                "data staging is not available on this broker yet",
-                data_kinds=", ".join(sorted({d.kind for d in request.data})),
-            )
         compute = request.compute
         if isinstance(compute, SimpleComputeResource):
             if compute.accelerators:
@@ -602,6 +597,10 @@ class SlurmPlatform(Platform):
 
     def preparation(self, request: ExecutionRequest) -> timedelta:
         return timedelta(seconds=self.preparation_seconds)
+
+    def staging_dir(self) -> str | None:
+        """``<work_dir>/.eb-staging``: on the shared file system, so every node sees it."""
+        return str(self._work_path() / ".eb-staging")
 
     async def estimate(
         self, request: ExecutionRequest, demand: Demand, now: datetime
@@ -1223,7 +1222,7 @@ def _write_job_id(session_dir: Path, job_id: int) -> None:
 
 def _chown_tree(path: Path, uid: int, gid: int) -> None:
     for item in [path, *path.rglob("*")]:
-        os.chown(item, uid, gid)
+        os.chown(item, uid, gid, follow_symlinks=False)  # not the staged data links point to
 
 
 def _memory_note(cores: int, reserved: int, memory_gib: int) -> str:
