@@ -38,7 +38,10 @@ from .lifecycle import Reconciler
 from .platforms import available_platforms, load_platform
 from .platforms.base import Platform
 from .policies import available_policies, builtin_policy_classes, make_chain
+from .prediction import Predictions
 from .scheduling import CapacityPeriod, Resources
+from .staging import DataStaging
+from .staging.classes import staging_classes
 from .translate import Limits, session_to_wire
 from .web.handlers import DRAIN_FACTOR, BaseHandler, NotFoundHandler, offerset_wire, routes
 
@@ -212,6 +215,14 @@ class EBBroker(Application):
         ):
             self.platform_obj.work_dir = self.work_dir
         capacity = self.platform_obj.capacity().base
+        predictions = Predictions(parent=self, log=self.log)
+        staging = DataStaging(
+            root=self.platform_obj.staging_dir(),
+            predictions=predictions,
+            platform_name=self.platform_obj.name,
+            parent=self,
+            log=self.log,
+        )
         limits = Limits(
             max_resources=type(capacity)(
                 cores=min(capacity.cores, self.max_cores) if self.max_cores else capacity.cores,
@@ -221,7 +232,7 @@ class EBBroker(Application):
                     else capacity.memory_gib
                 ),
                 accelerators=capacity.accelerators,
-                storage_gib=capacity.storage_gib,
+                storage_gib=capacity.storage_gib or staging.room_gib,
             ),
             default_cores=self.default_cores,
             default_memory_gib=self.default_memory_gib,
@@ -246,7 +257,10 @@ class EBBroker(Application):
             policies=make_chain(self.policies, parent=self, log=self.log),
             work_dir=os.path.abspath(self.work_dir),
             capacity_periods=parse_capacity_periods(self.capacity_periods, capacity),
+            staging=staging,
+            predictions=predictions,
         )
+        self.core.housekeeping()
         self.core.load()
         # The loaded timeline is long-lived: keep the cyclic GC from re-scanning it on every
         # full collection (that was a 100+ ms pause at 100k bookings).
@@ -368,9 +382,16 @@ class EBBroker(Application):
                 "jeb:parameters",
                 "jeb:name",
                 *(["jeb:interactivity"] if self.interactivity_checked() else []),
+                *(["jeb:staging"] if self.core.staging and self.core.staging.available else []),
+                "jeb:prediction",
                 *extensions,
             ],
             **{"jeb:policies": self.core.policies.summaries()},
+            **(
+                {"jeb:staging": self.core.staging.capabilities()}
+                if self.core.staging and self.core.staging.available
+                else {}
+            ),
             **extra,
         )
 
@@ -510,17 +531,29 @@ class EBBroker(Application):
         self.log.info("shutting down")
         server.stop()
         await self.reconciler.stop()
+        runner = getattr(self.core, "staging_runner", None)
+        if runner is not None:
+            await runner.close()
         await self.core.policies.close()
         await self.platform_obj.close()
 
 
-EBBroker.classes = [EBBroker, *AUTHENTICATORS.values(), *builtin_policy_classes()]
+EBBroker.classes = [
+    EBBroker,
+    *AUTHENTICATORS.values(),
+    *builtin_policy_classes(),
+    *staging_classes(),
+]
 
 
 def documented_classes() -> list[type[Any]]:
     """The configurable classes ``--help-all`` and ``--generate-config`` describe: the
     authenticators, the shipped policies and every platform plugin that can be imported here."""
-    classes: list[type[Any]] = [*AUTHENTICATORS.values(), *builtin_policy_classes()]
+    classes: list[type[Any]] = [
+        *AUTHENTICATORS.values(),
+        *builtin_policy_classes(),
+        *staging_classes(),
+    ]
     for name in available_platforms():
         try:
             classes.append(load_platform(name))

@@ -17,6 +17,7 @@ from typing import Any
 
 from eb_sdk.model import ExecutionRequest, MessageItem, Phase
 from eb_sdk.model import messages as msg
+from eb_sdk.model.times import format_duration
 
 from .auth import Identity
 from .ledger import (
@@ -30,8 +31,10 @@ from .ledger import (
     SessionRow,
     row_resources,
 )
+from .ledger.archive import Archive, ArchiveFilter
 from .platforms.base import EstimatedSlot, Platform, PlatformUnavailable, SessionSpec
 from .policies import AcceptQuery, Decision, PolicyChain, PolicyDenied, PolicyQuery
+from .prediction import Predictions, executable_key
 from .scheduling import (
     Capacity,
     CapacityPeriod,
@@ -45,12 +48,14 @@ from .scheduling import (
 )
 from .scheduling.allocations import Allocations
 from .scheduling.check import shortfall
+from .staging import DataStaging, Plan, StagingRunner
 from .translate import (
     Limits,
     SessionView,
     request_to_demands,
     requested_duration,
     utcnow,
+    with_duration,
 )
 
 log = logging.getLogger("eb_broker")
@@ -84,8 +89,17 @@ class BrokerCore:
         clock: Callable[[], datetime] = utcnow,
         work_dir: str = "",
         capacity_periods: Iterable[CapacityPeriod] = (),
+        staging: DataStaging | None = None,
+        predictions: Predictions | None = None,
     ) -> None:
         self.ledger = ledger
+        self.archive = Archive(ledger)
+        self.predictions = predictions or Predictions(self.archive)
+        if self.predictions.archive is None:
+            self.predictions.archive = self.archive
+        #: Data staging (None: requests with data get NO); its runner stages during PREPARING.
+        self.staging = staging
+        self.staging_runner = StagingRunner(staging, ledger, self.archive) if staging else None
         self.platform = platform
         self.limits = limits
         self.settings = settings
@@ -126,9 +140,19 @@ class BrokerCore:
         self._set_capacity()
 
     def _platform_capacity(self) -> Capacity:
-        """The platform's capacity with the configured periods (maintenance, pledges) on top."""
+        """The platform's capacity with the configured periods (maintenance, pledges) on top.
+
+        With data staging, the storage is less what the staging cache keeps for no active
+        session (sessions book the data they use); a platform without storage of its own
+        (Slurm) gets the staging area's room as its storage.
+        """
         own = self.platform.capacity()
-        return Capacity(own.base, (*own.periods, *self.capacity_periods))
+        base = own.base
+        staging = self.staging
+        if staging is not None and staging.available:
+            room = base.storage_gib or staging.room_gib
+            base = replace(base, storage_gib=max(0, room - staging.retained_gib))
+        return Capacity(base, (*own.periods, *self.capacity_periods))
 
     def _set_capacity(self) -> None:
         """Read the platform's capacity; with allocations, also the pools' dimensions."""
@@ -205,7 +229,10 @@ class BrokerCore:
         problems = list(self.platform.check(request))
         notes: list[MessageItem] = []
         decision = Decision()
+        key = executable_key(request)
+        prediction: dict[str, Any] | None = None
         if not problems:
+            request, prediction = self._predict(request, key, notes)
             applied = await self.policies.apply(
                 self._policy_query(identity, request),
                 default_cores=self.limits.default_cores,
@@ -217,13 +244,22 @@ class BrokerCore:
         self.reap()
         now = self.clock()
         drafts: list[OfferDraft] = []
+        plan = Plan()
+        if not problems and self.staging is not None and request.data:
+            plan = await self.staging.plan(request)
+            problems += plan.problems
+            notes += plan.notes
+        elif not problems and request.data and self.staging is None:
+            problems.append(msg.error(msg.NOT_SUPPORTED, "this broker does not stage data"))
         if not problems:
-            preparation = self.platform.preparation(request)
+            platform_preparation = self.platform.preparation(request)
+            preparation = platform_preparation + timedelta(seconds=math.ceil(plan.seconds))
             translation = request_to_demands(
                 request,
                 now=now,
                 limits=self.limits,
                 preparation=preparation,
+                data_storage_gib=plan.storage_gib,
                 accelerator_pools=[
                     name
                     for name in accelerator_names(self.capacity.base)
@@ -248,6 +284,16 @@ class BrokerCore:
                     demands, estimates, preparation, now, request, decision.pools
                 )
                 (notes if drafts else problems).extend(more)
+                staging = plan.record
+                if staging is not None:
+                    staging = {
+                        **staging,
+                        "platform_preparation_s": int(platform_preparation.total_seconds()),
+                    }
+                drafts = [
+                    replace(d, staging=staging, prediction=prediction, executable_hash=key)
+                    for d in drafts
+                ]
         offerset, rows = self.ledger.create_offerset(
             owner=identity.user,
             groups=identity.groups,
@@ -267,6 +313,41 @@ class BrokerCore:
                     row.uuid, row.start, row.end, self._holding(row_resources(row), row.pools)
                 )
         return offerset, rows
+
+    def _predict(
+        self, request: ExecutionRequest, key: str | None, notes: list[MessageItem]
+    ) -> tuple[ExecutionRequest, dict[str, Any] | None]:
+        """The run-time prediction for ``request`` (a note, and ``jeb:prediction``); a request
+        without a duration gets the predicted one (see :class:`Predictions`)."""
+        predictions = self.predictions
+        runtime = predictions.run_time(key)
+        if runtime is None:
+            return request, None
+        notes.append(
+            msg.info(
+                msg.PREDICTION,
+                runtime.message(),
+                median=round(runtime.median),
+                high=round(runtime.high),
+                runs=runtime.runs,
+            )
+        )
+        asked = request.schedule.requested if request.schedule else None
+        if not predictions.propose_duration or (asked is not None and asked.duration):
+            return request, runtime.record()
+        proposed = min(
+            runtime.proposed(predictions.duration_margin, predictions.duration_rounding),
+            self.limits.max_duration,
+        )
+        notes.append(
+            msg.info(
+                msg.PREDICTION,
+                f"no duration was given: offering {format_duration(proposed)} from the past runs "
+                f"(instead of the default {format_duration(self.limits.default_duration)})",
+                duration=format_duration(proposed),
+            )
+        )
+        return with_duration(request, proposed), runtime.record(proposed)
 
     def _policy_query(self, identity: Identity, request: ExecutionRequest) -> PolicyQuery:
         alloc = self.allocations
@@ -512,7 +593,32 @@ class BrokerCore:
             handle=dict(row.handle or {}),
             work_dir=self.work_dir,
             estimate=dict(row.estimate) if row.estimate else None,
+            data=DataStaging.staged_data(row.staging),
         )
+
+    # -- the archive and the staging cache --------------------------------------------------------
+
+    def archive_page(
+        self, identity: Identity, where: ArchiveFilter, user: str | None
+    ) -> tuple[list[SessionRow], int]:
+        """Archive records the caller may see: their own; an admin's, anyone's (or ``user``'s).
+
+        Someone else's records asked for by a non-admin are simply not there (an empty page).
+        """
+        if identity.user in self.settings.admin_users:
+            return self.archive.page(replace(where, owner=user))
+        if user is not None and user != identity.user:
+            return [], 0
+        return self.archive.page(replace(where, owner=identity.user))
+
+    def housekeeping(self) -> None:
+        """Clean the staging cache; what it keeps counts against the storage capacity."""
+        if self.staging is None:
+            return
+        before = self.staging.retained_gib
+        self.staging.housekeeping(self.archive.staging_in_use())
+        if self.staging.retained_gib != before:
+            self._set_capacity()
 
 
 def client_phase(value: str) -> Phase:
@@ -546,6 +652,8 @@ def view_of(row: SessionRow) -> SessionView:
         connectors=row.connectors or [],
         outputs=row.outputs or {},
         estimate=dict(row.estimate) if row.estimate else None,
+        staging=dict(row.staging) if row.staging else None,
+        prediction=dict(row.prediction) if row.prediction else None,
     )
 
 

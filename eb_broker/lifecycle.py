@@ -23,6 +23,8 @@ from eb_sdk.model import messages as msg
 from .core import BrokerCore
 from .ledger import SessionRow
 from .platforms.base import PlatformState, PlatformStatus, PlatformUnavailable, SessionSpec
+from .staging.service import FAILED as STAGING_FAILED
+from .staging.service import STAGED, staged_messages
 
 log = logging.getLogger("eb_broker.lifecycle")
 
@@ -93,7 +95,7 @@ class Reconciler:
                     await self._launch(row, now)
             elif phase == Phase.WAITING and now >= row.start - _prep(row):
                 await self._launch(row, now)
-            elif phase == Phase.PREPARING and not row.handle:
+            elif phase == Phase.PREPARING and (not row.handle or _unlaunched_data(row)):
                 await self._launch(row, now)  # crashed between marking and launching: adopt
             elif phase in _RUNNING_PHASES:
                 if now >= _slot_end(row):
@@ -137,7 +139,12 @@ class Reconciler:
         )
 
     async def refresh_platform(self) -> None:
-        """Let the platform re-read its capacity and foreign usage, then update the timeline."""
+        """Let the platform re-read its capacity and foreign usage, then update the timeline
+        (and clean the staging cache)."""
+        try:
+            self.core.housekeeping()
+        except Exception:
+            log.exception("staging cache clean-up failed")
         try:
             await self.core.platform.refresh()
         except Exception:
@@ -151,9 +158,46 @@ class Reconciler:
             row = core.ledger.transition(
                 row.uuid, Phase.PREPARING, now, message="preparing", launched=now
             )
+        staged = await self._staged(row, now)
+        if staged is None:
+            return
+        row = staged
         handle = await self._handle_from(row, now, core.platform.launch, "start it")
         if handle is not None:
-            core.ledger.update_fields(row.uuid, core.clock(), handle=handle)
+            fields: dict[str, Any] = {"handle": handle}
+            if row.staging:  # the platform has it now (see _unlaunched_data)
+                fields["staging"] = {**row.staging, "launched": True}
+            core.ledger.update_fields(row.uuid, core.clock(), **fields)
+
+    async def _staged(self, row: SessionRow, now: datetime) -> SessionRow | None:
+        """Data first: the session once its data is staged (or it has none) and the platform's
+        own preparation is due, else None. Starts the staging (a task) when it is not running;
+        a staging that failed, or did not finish within the booked slot, FAILS the session."""
+        runner = self.core.staging_runner
+        record = row.staging or {}
+        if runner is None or not record:
+            return row
+        state = record.get("state")
+        if state == STAGED:
+            if not record.get("noted"):
+                told = [m.dump() for m in staged_messages(record)]
+                row = self.core.ledger.update_fields(
+                    row.uuid,
+                    now,
+                    staging={**record, "noted": True},
+                    messages=[*(row.messages or []), *told],
+                )
+            if row.estimate:
+                return row  # a queue estimate: into the platform's queue at once
+            due = row.start - timedelta(seconds=int(record.get("platform_preparation_s") or 0))
+            return row if now >= due else None
+        if state == STAGING_FAILED or now >= _slot_end(row):
+            reason = record.get("error") or "the data was not staged before the booked slot ended"
+            problem = msg.error(msg.DATA_STAGING, f"staging the data failed: {reason}")
+            await self._finish(row, Phase.FAILED, now, stop=False, problems=[problem])
+            return None
+        runner.ensure(row, self.wake)
+        return None
 
     async def _poll(self, rows: list[SessionRow], now: datetime) -> None:
         core = self.core
@@ -240,6 +284,8 @@ class Reconciler:
                 message=_summary(new_messages) or "releasing",
                 stop_requested=outcome.value,
             )
+        if core.staging_runner is not None:
+            await core.staging_runner.cancel(row.uuid)
         spec = core.spec_for(row)
         release_problems: list[dict[str, Any]] = []
         try:
@@ -267,6 +313,15 @@ class Reconciler:
             connectors=[{**c, "status": "FINISHED"} for c in (row.connectors or [])],
         )
         core.release_capacity(row.uuid)
+        if core.staging is not None and row.staging:
+            core.staging.release(row.staging)
+            core.housekeeping()
+
+
+def _unlaunched_data(row: SessionRow) -> bool:
+    """Preparing with data the platform has not been launched with yet (staging, or waiting
+    for the platform's own preparation): the handle may already hold a booking (Slurm)."""
+    return bool(row.staging) and not (row.staging or {}).get("launched")
 
 
 def _prep(row: SessionRow) -> timedelta:

@@ -19,6 +19,8 @@ from eb_sdk.model import (
     MessageItem,
     MinMax,
     Phase,
+    RequestedScheduleBlock,
+    RequestedScheduleItem,
     ScheduledExecutionSchedule,
     ScheduledExecutionSession,
     ScheduleStartDurationInstant,
@@ -84,6 +86,19 @@ def requested_duration(request: ExecutionRequest, default: timedelta) -> timedel
     return schedule.duration if schedule and schedule.duration is not None else default
 
 
+def with_duration(request: ExecutionRequest, duration: timedelta) -> ExecutionRequest:
+    """A copy of ``request`` asking for ``duration`` (a proposed duration)."""
+    block = request.schedule or RequestedScheduleBlock()
+    item = block.requested or RequestedScheduleItem()
+    return request.model_copy(
+        update={
+            "schedule": block.model_copy(
+                update={"requested": item.model_copy(update={"duration": duration})}
+            )
+        }
+    )
+
+
 def request_to_demands(
     request: ExecutionRequest,
     *,
@@ -91,8 +106,12 @@ def request_to_demands(
     limits: Limits,
     preparation: timedelta,
     accelerator_pools: Collection[str] = (),
+    data_storage_gib: int = 0,
 ) -> Translation:
-    """The demand(s) for ``request``; several when an accelerator may come from several pools."""
+    """The demand(s) for ``request``; several when an accelerator may come from several pools.
+
+    ``data_storage_gib`` is the staged data's size: booked as storage next to the request's.
+    """
     out = Translation()
     compute = request.compute
     if compute is not None and not isinstance(compute, SimpleComputeResource):
@@ -119,6 +138,7 @@ def request_to_demands(
             continue
         low, high = _range(item.size, 0)
         storage_min, storage_max = storage_min + low, storage_max + high
+    storage_min, storage_max = storage_min + data_storage_gib, storage_max + data_storage_gib
 
     schedule = request.schedule.requested if request.schedule else None
     duration = requested_duration(request, limits.default_duration)
@@ -290,6 +310,9 @@ class SessionView:
     outputs: dict[str, Any]
     #: A queue estimate's interval (``earliest``, ``expected``, ``latest``, ``basis``).
     estimate: dict[str, Any] | None = None
+    #: The data staging plan and state (``sessions.staging``), the run-time prediction.
+    staging: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
 
 
 def session_to_wire(
@@ -346,6 +369,10 @@ def session_to_wire(
     )
     if view.outputs:
         extra["jeb:outputs"] = dict(view.outputs)
+    if view.staging:
+        extra["jeb:staging"] = staging_to_wire(view.staging)
+    if view.prediction:
+        extra["jeb:prediction"] = dict(view.prediction)
     return ScheduledExecutionSession(
         meta=ComponentMetadata(
             uuid=view.uuid,
@@ -366,6 +393,36 @@ def session_to_wire(
         connectors=[SimpleSessionConnector.model_validate(c) for c in view.connectors] or None,
         **extra,
     )
+
+
+def staging_to_wire(record: dict[str, Any]) -> dict[str, Any]:
+    """``jeb:staging`` of a session: what its data takes, where from, and how far it got.
+
+    The plan's internals (cache keys and paths) are not shown.
+    """
+    out: dict[str, Any] = {
+        "state": record.get("state"),
+        "seconds": record.get("estimate_s", 0),
+        "bytes": record.get("fetch_bytes", 0),
+        "cached_bytes": record.get("cached_bytes", 0),
+    }
+    for key in ("moved_bytes", "started", "finished", "error"):
+        if record.get(key) is not None:
+            out[key] = record[key]
+    out["objects"] = [
+        {
+            "resource": resource.get("name"),
+            "source": obj.get("url"),
+            "host": obj.get("host"),
+            "size": obj.get("size"),
+            "cached": bool(obj.get("cached")),
+            "seconds": obj.get("estimate_s", 0),
+            **({"basis": obj["basis"]} if obj.get("basis") else {}),
+        }
+        for resource in record.get("resources") or []
+        for obj in resource.get("objects") or []
+    ]
+    return out
 
 
 def _accel_type(pool: str) -> AcceleratorType:

@@ -5,6 +5,7 @@
 ...                     duration="2h", start="within 10 min")
 >>> session = offers.earliest().accept()
 >>> session.wait().raise_if_failed().outputs
+>>> batch = eb.map("analysis.ipynb", inputs, parameter="input_file")  # one run per input
 
 Every broker configured (``EB_BROKERS``, ``~/.config/eb/brokers.yaml``, JupyterHub) is asked
 at once. These functions block, and also work inside a notebook's running event loop; the
@@ -43,6 +44,7 @@ from ._sync import (
     sessions,
 )
 from ._version import __version__
+from .batch import Batch, BatchList, OutputNotebook, Run, batches, map
 from .builders import (
     Compute,
     Container,
@@ -61,6 +63,8 @@ from .widgets import panel  # lazy: ipywidgets is imported only when a panel is 
 
 __all__ = [
     "AuthenticationError",
+    "Batch",
+    "BatchList",
     "Broker",
     "BrokerList",
     "BrokerStatus",
@@ -82,9 +86,11 @@ __all__ = [
     "Offer",
     "OfferExpired",
     "Offers",
+    "OutputNotebook",
     "PermissionDenied",
     "Phase",
     "RequestRejected",
+    "Run",
     "Session",
     "SessionFailed",
     "SessionList",
@@ -94,6 +100,7 @@ __all__ = [
     "VirtualMachine",
     "__version__",
     "aio",
+    "batches",
     "brokers",
     "build_request",
     "config_path",
@@ -101,6 +108,7 @@ __all__ = [
     "configured_brokers",
     "direct",
     "find_offer",
+    "map",
     "panel",
     "request",
     "reset",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ._config import Broker
 from .model import Phase, ScheduledExecutionSession
@@ -53,11 +53,26 @@ class WireView:
     def broker_name(self) -> str:
         return self.broker.name
 
+    def _extension(self, name: str) -> dict[str, Any] | None:
+        value = (self._wire.model_extra or {}).get(name)
+        return value if isinstance(value, dict) else None
+
     @property
     def platform(self) -> str:
         """The platform that runs it (``jeb:platform.name``), when the broker says."""
-        info = (self._wire.model_extra or {}).get("jeb:platform") or {}
-        return str(info.get("name") or "") if isinstance(info, dict) else ""
+        return str((self._extension("jeb:platform") or {}).get("name") or "")
+
+    @property
+    def staging(self) -> dict[str, Any] | None:
+        """Its data staging (``jeb:staging``): the predicted ``seconds``, the ``bytes`` to fetch,
+        ``cached_bytes``, each object, and the ``state``; None for a request without data."""
+        return self._extension("jeb:staging")
+
+    @property
+    def prediction(self) -> dict[str, Any] | None:
+        """The run time the broker predicts from past runs of the same executable
+        (``jeb:prediction``: ``runtime.median``, ``runtime.high``, ``runtime.runs``)."""
+        return self._extension("jeb:prediction")
 
     @property
     def start(self) -> datetime | None:

@@ -37,6 +37,7 @@ from .offers import AsyncOffer, AsyncOffers
 from .sessions import AsyncSession, PhaseSpec, phases_of
 
 __all__ = [
+    "Batch",
     "Broker",
     "Offer",
     "Offers",
@@ -46,6 +47,8 @@ __all__ = [
     "brokers",
     "direct",
     "find_offer",
+    "load_batch",
+    "map",
     "request",
     "session",
     "sessions",
@@ -328,3 +331,14 @@ async def brokers(
 async def aclose() -> None:
     """Close the HTTP clients of the running event loop."""
     await aclose_clients()
+
+
+# -- batches (imported last: the batch engine uses the functions above) --------------------------
+
+from .batch import AsyncBatch as Batch  # noqa: E402
+from .batch import amap as map  # noqa: E402
+
+
+async def load_batch(ref: str, *, brokers: BrokerSpec | None = None) -> Batch:
+    """A saved batch by id or directory, followed on the running loop (``eb.Batch.load``)."""
+    return await Batch.load(ref, brokers=brokers)

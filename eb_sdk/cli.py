@@ -14,6 +14,8 @@ traceback (``EB_DEBUG=1`` shows one), and the exit code says what happened:
 6     conflict: the offer expired, was taken, or the phase does not allow it
 7     timeout: ``eb wait`` gave up
 ====  =====================================================================
+
+``eb map`` and ``eb batch ...`` exit 1 when some run of the batch FAILED (docs/batch.md).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 import yaml
 
 from . import aio
+from ._batch_cli import add_parsers as add_batch_parsers
 from ._errors import EBError, InvalidRequest, SessionFailed
 from ._format import text_table
 from ._version import __version__
@@ -292,6 +295,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", parents=[common], help="cancel a session (uuid or URL)")
     p.add_argument("session")
     p.set_defaults(run=cmd_cancel)
+
+    add_batch_parsers(sub, common)  # eb map, eb batches, eb batch show/wait/retry/cancel
     return main
 
 

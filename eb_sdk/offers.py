@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
@@ -39,7 +39,7 @@ from .sessions import AsyncSession, Session
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["AsyncOffer", "AsyncOffers", "Offer", "Offers"]
+__all__ = ["AsyncOffer", "AsyncOffers", "Offer", "Offers", "reject_open"]
 
 #: Accepting within this many seconds after ``expires`` is left to the broker to judge
 #: (clocks differ); later than that we refuse locally, since some brokers never set EXPIRED.
@@ -170,8 +170,7 @@ class _OfferBase(WireView):
         wire = await client_for(self.broker).set_phase(self.uuid or self.url or "", "ACCEPTED")
         self._wire = wire
         if reject_others and self._group is not None:
-            others = [o for o in self._group if o is not self and o.phase == Phase.OFFERED]
-            await asyncio.gather(*(o._quiet_reject() for o in others))
+            await reject_open(o for o in self._group if o is not self)
         return wire
 
     async def _areject(self) -> None:
@@ -187,6 +186,16 @@ class _OfferBase(WireView):
                 self._wire = await client_for(self.broker).session(self.uuid or self.url or "")
         except (EBError, TimeoutError):
             pass
+
+
+async def reject_open(offers: Iterable[_OfferBase]) -> int:
+    """Reject every offer that is still open, all at once, ignoring failures (an offer may
+    have expired or been rejected meanwhile); how many the brokers rejected.
+
+    Open offers hold their brokers' capacity until they expire: let go of those not wanted."""
+    still_open = [o for o in offers if o.phase == Phase.OFFERED and not o.is_expired()]
+    await asyncio.gather(*(o._quiet_reject() for o in still_open))
+    return sum(o.phase == Phase.REJECTED for o in still_open)
 
 
 class AsyncOffer(_OfferBase):

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo
 
 from traitlets import Dict, Float, Integer, List, Unicode
 from traitlets.config import Configurable
 
 import eb_sdk as eb
+from eb_sdk.builders import parse_count, parse_size
 
 #: Session names the spawner gives its requests: ``jupyterhub-booking:<user>:<server>:<profile>``
 #: for quotes and bookings, ``jupyterhub-server:<user>:<server>:<profile>`` for running servers,
@@ -36,21 +38,41 @@ WHEN_CHOICES: dict[str, str] = {
 _SAFE = re.compile(r"[^A-Za-z0-9_.@+-]")
 
 
-def safe(text: str) -> str:
-    return _SAFE.sub("_", text)
+def encode(text: str) -> str:
+    """One field of a session name, reversibly: percent-encoding keeps ``:`` out of it.
+
+    Names that were plain already (letters, digits, ``_.-~@+``) stay as they are, so session
+    names made before the encoding read the same. ``-`` alone stands for "no server name".
+    """
+    if text == "":
+        return "-"
+    if text == "-":
+        return "%2D"
+    return quote(text, safe="@+")
 
 
-def tag_for(user: str, server: str, profile: str, kind: str = BOOKING_TAG) -> str:
-    return ":".join((kind, safe(user), safe(server) or "-", profile))
+def decode(field: str) -> str:
+    return "" if field == "-" else unquote(field)
+
+
+def tag_for(
+    user: str, server: str, profile: str, kind: str = BOOKING_TAG, workshop: str = ""
+) -> str:
+    parts = [kind, encode(user), encode(server), encode(profile)]
+    if workshop and kind == SERVER_TAG:  # a server that took over a workshop seat
+        parts.append(encode(workshop))
+    return ":".join(parts)
 
 
 def seat_tag(group: str, workshop: str, n: int, profile: str) -> str:
-    return ":".join((SEAT_TAG, safe(group), safe(workshop), str(n), profile))
+    return ":".join((SEAT_TAG, encode(group), encode(workshop), str(n), encode(profile)))
 
 
 @dataclass(frozen=True)
 class Tag:
-    """What a session name says: whose, which server, which profile (or a workshop seat)."""
+    """What a session name says: whose, which server, which profile (or a workshop seat).
+
+    Every field is decoded: compare them with the hub's own names as they are."""
 
     kind: str
     user: str
@@ -62,10 +84,15 @@ class Tag:
     @classmethod
     def parse(cls, name: str | None) -> Tag | None:
         parts = (name or "").split(":")
-        if len(parts) == 4 and parts[0] in (BOOKING_TAG, SERVER_TAG):
-            return cls(parts[0], parts[1], "" if parts[2] == "-" else parts[2], parts[3])
+        if parts[0] in (BOOKING_TAG, SERVER_TAG) and len(parts) in (4, 5):
+            if len(parts) == 5 and parts[0] != SERVER_TAG:
+                return None
+            user, server, profile = (decode(p) for p in parts[1:4])
+            workshop = decode(parts[4]) if len(parts) == 5 else ""
+            return cls(parts[0], user, server, profile, workshop=workshop)
         if len(parts) == 5 and parts[0] == SEAT_TAG:
-            return cls(SEAT_TAG, "", "", parts[4], group=parts[1], workshop=parts[2])
+            group, workshop, profile = decode(parts[1]), decode(parts[2]), decode(parts[4])
+            return cls(SEAT_TAG, "", "", profile, group=group, workshop=workshop)
         return None
 
 
@@ -123,8 +150,10 @@ class EBSettings(Configurable):
     group_limits = Dict(
         help=(
             "Per hub group: {'students': {'profiles': ['small'], 'max_duration': '2h', "
-            "'max_bookings': 1, 'cores': 1}}. A user gets the profiles any of their groups "
-            "allow; 'max_duration' caps the session length; other keys override the profile."
+            "'max_bookings': 1, 'cores': 1, 'memory': '2GiB', 'gpus': 0, 'brokers': ['local']}}. "
+            "A user gets the profiles any of their groups allow; the other keys only lower a "
+            "profile (caps; 'brokers' narrows its brokers), and with several groups the "
+            "tightest limit applies."
         ),
     ).tag(config=True)
 
@@ -167,6 +196,12 @@ class EBSettings(Configurable):
 
     service_state_file = Unicode(
         "eb-bookings.json", help="Where the service remembers notifications and workshops."
+    ).tag(config=True)
+
+    service_cookie_secret_file = Unicode(
+        "eb-service-cookie-secret",
+        help="Where the service keeps its cookie secret (made the first time, mode 0600), so "
+        "users stay logged in to it across restarts; $EB_SERVICE_COOKIE_SECRET (hex) wins.",
     ).tag(config=True)
 
     service_interval = Float(5.0, help="Seconds between the service's checks.").tag(config=True)
@@ -226,8 +261,13 @@ class EBSettings(Configurable):
         return [Profile.from_dict(p) for p in self.profiles]
 
     def profiles_for(self, groups: list[str], admin: bool = False) -> list[Profile]:
-        """The profiles these groups may use, with the groups' overrides applied."""
-        limits = [self.group_limits[g] for g in groups if g in self.group_limits]
+        """The profiles these groups may use, within the groups' limits.
+
+        A user may use a profile that any of their groups allows (admins: every profile).
+        Limits only ever lower a profile, never raise it; with several groups, the tightest
+        limit applies, whatever the order of the groups.
+        """
+        limits = [self.group_limits[g] for g in sorted(groups) if g in self.group_limits]
         out = []
         for profile in self.all_profiles():
             if profile.groups and not admin and not set(profile.groups) & set(groups):
@@ -235,15 +275,8 @@ class EBSettings(Configurable):
             allowed = [lim.get("profiles") for lim in limits if lim.get("profiles")]
             if allowed and not admin and not any(profile.slug in a for a in allowed):
                 continue
-            for lim in limits:
-                for key, value in lim.items():
-                    if key in ("cores", "memory", "gpus", "gpu_model", "brokers"):
-                        setattr(profile, key, value)
-                if lim.get("max_duration"):
-                    cap = eb_duration(lim["max_duration"])
-                    if eb_duration(profile.duration) > cap:
-                        profile.duration = str(lim["max_duration"])
-            out.append(profile)
+            if limited(profile, limits):
+                out.append(profile)
         return out
 
     def bookings_limit(self, groups: list[str]) -> int:
@@ -253,6 +286,45 @@ class EBSettings(Configurable):
             if g in self.group_limits and "max_bookings" in self.group_limits[g]
         ]
         return min([self.max_bookings, *values])
+
+
+def limited(profile: Profile, limits: list[dict[str, Any]]) -> Profile | None:
+    """``profile`` within ``limits`` (changed in place); None when no allowed broker is left.
+
+    ``cores``, ``gpus`` and ``memory`` cap the profile's amounts (both ends of a range),
+    ``max_duration`` its duration, and ``brokers`` narrows the brokers it may use.
+    """
+    for lim in limits:
+        if lim.get("cores") is not None:
+            profile.cores = _capped(profile.cores, lim["cores"], parse_count, "cores")
+        if lim.get("gpus") is not None and profile.gpus is not None:
+            profile.gpus = _capped(profile.gpus, lim["gpus"], parse_count, "gpus")
+        if lim.get("memory") is not None:
+            profile.memory = _capped(profile.memory, lim["memory"], parse_size, "memory")
+        if lim.get("max_duration") and eb_duration(profile.duration) > eb_duration(
+            lim["max_duration"]
+        ):
+            profile.duration = str(lim["max_duration"])
+        if lim.get("brokers"):
+            names = [str(b) for b in lim["brokers"]]
+            own = profile.brokers
+            profile.brokers = [b for b in own if b in names] if own else names
+            if not profile.brokers:
+                return None
+    return profile
+
+
+def _capped(value: Any, cap: Any, parse: Any, what: str) -> Any:
+    """``value`` (a number, range or text) with both ends at most ``cap``."""
+    top = parse(cap, what).max
+    got = parse(value, what)
+    if top is None:
+        return value
+    low = min(got.min, top) if got.min is not None else None
+    high = min(got.max, top) if got.max is not None else top
+    if low == high:
+        return low
+    return (low, high)
 
 
 def eb_duration(text: str | timedelta) -> timedelta:

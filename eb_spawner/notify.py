@@ -38,6 +38,13 @@ class Notifier:
         )
         await self.send(user, "Your Jupyter session starts soon", text)
 
+    async def failed(self, user: str, broker: str, when: str, reason: str) -> None:
+        text = (
+            f"Your session booked for {when} on {broker} could not be started: {reason}. "
+            "It is tried again until the booked time is over."
+        )
+        await self.send(user, "Your booked Jupyter session could not start", text)
+
     async def ready(self, user: str, broker: str, url: str) -> None:
         if not (self.settings.smtp or self.settings.webhook_url):
             return

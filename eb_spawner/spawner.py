@@ -1,12 +1,15 @@
 """``EBSpawner``: JupyterHub single-user servers in slots offered by Execution Brokers.
 
 The form's offers are *quotes*: they are requested before the hub has made the server's API
-token, so their executable cannot carry the hub's environment. Spawning therefore books
-again on the chosen broker, with the real executable (``jupyterhub-singleuser`` and the
-environment from :meth:`get_env`), and rejects the quote. A later offer is accepted as it is
-(a *booking* that holds the capacity); at its slot the bookings service starts the server
-through the hub API with the booking in ``user_options``, and the spawner hands the booking
-over: it cancels it and books the same broker at once for the rest of the slot.
+token, so their executable cannot carry the hub's environment, and a broker only lets a
+client change a session's phase, never its executable. Spawning "now" therefore rejects the
+quotes and at once asks the broker the user picked again, with the real executable
+(``jupyterhub-singleuser`` and the environment from :meth:`get_env`); it takes that broker's
+offer only if it still starts now, and says so when it differs from the one picked. A later
+offer is accepted as it is (a *booking* that holds the capacity); at its slot the bookings
+service starts the server through the hub API with the booking in ``user_options``, and the
+spawner hands the booking over: it cancels it and books the same broker at once for the rest
+of the slot. Workshop seats are handed over the same way.
 """
 
 from __future__ import annotations
@@ -25,21 +28,21 @@ from traitlets import Float, List, Unicode, default
 import eb_sdk as eb
 from eb_sdk import aio
 from eb_sdk.model import Phase
+from eb_sdk.model.times import Interval
+from eb_sdk.offers import AsyncOffer, AsyncOffers, reject_open
 
+from . import cancels
 from . import form as formlib
-from .bookings import Booking, list_bookings
+from .bookings import Booking, bookings_in, hub_sessions
 from .config import (
-    BOOKING_TAG,
-    SEAT_TAG,
     SERVER_TAG,
-    WHEN_CHOICES,
-    EBSettings,
     Profile,
-    Tag,
-    safe,
-    tag_for,
 )
+from .errors import Booked, Notice, UserError
 from .notify import Notifier
+from .options import ALIVE, UserOptions
+from .quotes import QuoteSet, in_background
+from .workshops import open_seats
 
 #: Progress (percent) shown for each phase while starting.
 PROGRESS = {
@@ -50,24 +53,21 @@ PROGRESS = {
     Phase.AVAILABLE: 100,
     Phase.RUNNING: 100,
 }
-ALIVE = {Phase.ACCEPTED, Phase.WAITING, Phase.PREPARING, Phase.AVAILABLE, Phase.RUNNING}
+#: A booked slot is looked for this long after the time the broker named (minutes).
+FIT_WINDOW = timedelta(minutes=15)
+#: Seconds a handed-over booking or seat may take to end (its capacity is free only then).
+HANDOVER_TIMEOUT = 30.0
+
+#: News for a user's next form ({user name: html}), shown once. Kept per user, not per
+#: spawner: after a form post JupyterHub shows the default server's form again, whichever
+#: server the form was for.
+NEWS: dict[str, str] = {}
+#: Seats being handed over in this hub process (two members never take the same seat).
+_CLAIMED: set[str] = set()
+_SEAT_LOCK = asyncio.Lock()
 
 
-class UserError(Exception):
-    """An error shown to the user as it is (on the spawn page)."""
-
-    def __init__(self, message: str, html: str | None = None) -> None:
-        super().__init__(message)
-        self.jupyterhub_message = message
-        if html is not None:
-            self.jupyterhub_html_message = html
-
-
-class Booked(UserError):
-    """Not an error: a later offer was booked; the form says so instead of spawning."""
-
-
-class EBSpawner(Spawner, EBSettings):
+class EBSpawner(Spawner, UserOptions):
     """Spawn into an Execution Broker's slot (now), or book one for later."""
 
     cmd = List(
@@ -95,6 +95,12 @@ class EBSpawner(Spawner, EBSettings):
         config=True
     )
 
+    cancel_retry_interval = Float(
+        30.0,
+        help="When stopping a server could not cancel its session (the broker was down), try "
+        "again this often (seconds) until the broker has ended it.",
+    ).tag(config=True)
+
     @default("start_timeout")
     def _start_timeout(self) -> int:
         return 300
@@ -120,26 +126,16 @@ class EBSpawner(Spawner, EBSettings):
         self._event_signal = asyncio.Event()
         self._starting = False
         self._form_choice: dict[str, str] = {}
-        self._form_message = ""
         self._from_booking = False
-
-    # -- who ------------------------------------------------------------------------------------
+        self._quotes = QuoteSet()
 
     @property
-    def user_name(self) -> str:
-        return str(self.user.name) if self.user is not None else ""
+    def cancel_key(self) -> cancels.Key:
+        return (self.user_name, self.name or "")
 
-    def user_groups(self) -> list[str]:
-        return [g.name for g in getattr(self.user, "groups", None) or []]
-
-    def is_admin(self) -> bool:
-        return bool(getattr(self.user, "admin", False))
-
-    def my_profiles(self) -> list[Profile]:
-        return self.profiles_for(self.user_groups(), self.is_admin())
-
-    def my_tag(self, profile: str, kind: str = BOOKING_TAG) -> str:
-        return tag_for(self.user_name, self.name or "", profile, kind)
+    def service_url(self) -> str:
+        base = self.hub.base_url.rstrip("/").rsplit("/hub", 1)[0] if self.hub else ""
+        return f"{base}/services/{self.service_name}/"
 
     # -- the form -----------------------------------------------------------------------------
 
@@ -147,11 +143,18 @@ class EBSpawner(Spawner, EBSettings):
         profiles = self.my_profiles()
         if not profiles:
             return formlib.no_profiles()
-        choice = self._form_choice or {"profile": profiles[0].slug, "when": "now"}
+        choice = self._choice_from_request() or self._form_choice
+        if not choice:
+            choice = {"profile": profiles[0].slug, "when": "now"}
+        self._form_choice = choice
         profile = next((p for p in profiles if p.slug == choice.get("profile")), profiles[0])
-        quotes, seat = await asyncio.gather(
-            self.quote(profile, choice.get("when", "now"), choice.get("at", "")), self.find_seat()
+        await self._quotes.release()  # the offers shown before are not wanted any more
+        quotes, found = await asyncio.gather(
+            self.quote(profile, choice.get("when", "now"), choice.get("at", "")),
+            hub_sessions(self),
         )
+        seats = open_seats(found, self.user_name, self.user_groups(), self.start_ahead)
+        news = NEWS.pop(self.user_name, "")
         return formlib.render(
             profiles,
             profile,
@@ -159,45 +162,26 @@ class EBSpawner(Spawner, EBSettings):
             quotes,
             self.tz(),
             self.now_threshold,
-            self._form_message,
-            seat=seat,
+            news,
+            seat=seats[0] if seats else None,
+            bookings=bookings_in(found, user=self.user_name, seats=False),
+            service_url=self.service_url(),
         )
 
-    async def find_seat(self) -> Booking | None:
-        """A workshop seat reserved for one of my groups whose window is open now."""
-        groups = {safe(g) for g in self.user_groups()}
-        if not groups:
-            return None
-        now = datetime.now(UTC)
-        ahead = timedelta(seconds=self.start_ahead)
-        for booking in await list_bookings(self):
-            if (
-                booking.group in groups
-                and booking.start
-                and booking.end
-                and booking.start - ahead <= now < booking.end
-            ):
-                return booking
-        return None
-
-    def start_phrase(self, when: str, at: str) -> Any:
-        if when == "at":
-            if not at:
-                raise UserError("Pick a date and time, or another 'when'.")
-            try:
-                moment = datetime.fromisoformat(at)
-            except ValueError:
-                raise UserError(f"Cannot read the date and time {at!r}.") from None
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=self.tz())
-            return moment.isoformat()
-        if when not in WHEN_CHOICES:
-            raise UserError(f"Unknown choice of when: {when!r}.")
-        return WHEN_CHOICES[when]
+    def _choice_from_request(self) -> dict[str, str]:
+        """The choice the form's script sent with its GET (never a stale request's)."""
+        handler = getattr(self, "handler", None)
+        if handler is None or getattr(handler, "_finished", True):
+            return {}
+        if handler.request.method != "GET":
+            return {}
+        return formlib.parse_choice(handler.request.headers.get(formlib.CHOICE_HEADER))
 
     async def quote(self, profile: Profile, when: str, at: str = "") -> formlib.Quotes:
         """Every broker's offers for ``profile`` starting ``when`` (errors become notes)."""
         brokers = self.broker_objects(profile.brokers or None)
+        if not brokers:
+            return formlib.Quotes([], [], [f"No broker is configured for {profile.display_name}."])
         try:
             start = self.start_phrase(when, at)
             offers = await aio.request(
@@ -214,9 +198,10 @@ class EBSpawner(Spawner, EBSettings):
             return formlib.Quotes([], [], [str(exc)])
         except eb.EBError as exc:
             return formlib.Quotes([], [], [f"No broker could be asked: {exc}"])
+        self._quotes.remember(offers)
         notes = [f"{w.broker} is not answering right now ({w.error})" for w in offers.warnings]
-        reasons = [f"{b}: {m.message or m}" for b, m in offers.reasons]
-        return formlib.Quotes(list(offers), reasons, notes)
+        reasons, fits = formlib.reasons_and_fits(offers.reasons, set(offers.brokers))
+        return formlib.Quotes(list(offers), reasons, notes, fits)
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         def one(key: str) -> str:
@@ -235,125 +220,46 @@ class EBSpawner(Spawner, EBSettings):
         """Validate the form; refresh the offers, book a later offer, or spawn now."""
         options = self.options_from_form(formdata)
         self._form_choice = {k: options[k] for k in ("profile", "when", "at")}
-        if options["action"] == "refresh" or not options["offer"]:
-            self._form_message = ""
-            raise UserError(
-                "Offers refreshed: pick one and press Start."
-                if options["action"] == "refresh"
-                else "Pick one of the offers (refresh them if none is listed)."
-            )
-        validated = await self.validate_options(options)
-        if "booking" in validated:  # a workshop seat: taken over now
-            return {"booking": validated["booking"], "profile": validated["profile"]}
-        if validated.get("booking_now"):
-            validated.pop("booking_now")
-            return validated
-        raise await self.book_later(validated)
-
-    async def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Check user_options from anywhere (form or REST API); never trust them."""
-        if not isinstance(options, dict):
-            raise UserError("user_options must be an object")
-        if "booking" in options:
-            return await self._validate_booking(options["booking"])
-        if str(options.get("offer") or "").startswith("seat|"):
-            _, broker_name, uuid = str(options["offer"]).split("|", 2)
-            return await self._validate_booking({"broker": broker_name, "session": uuid})
-        slug = str(options.get("profile") or "")
-        profiles = {p.slug: p for p in self.my_profiles()}
-        if slug not in profiles:
-            raise UserError(f"You may not use the profile {slug!r}.")
-        ref = str(options.get("offer") or "")
-        if not ref and str(options.get("when") or "now") == "now":
-            seat = await self.find_seat()
-            if seat is not None:
-                return await self._validate_booking(
-                    {"broker": seat.broker, "session": seat.session}
-                )
-            # the REST API without an offer: the earliest slot now on any allowed broker
-            return {"profile": slug, "broker": None, "offer": None, "booking_now": True}
-        if "|" not in ref and options.get("broker"):
-            ref = f"{options['broker']}|{ref}"
-        if "|" not in ref:
-            raise UserError("No offer chosen.")
-        broker_name, uuid = ref.split("|", 1)
-        broker = self.broker_named(broker_name)
-        if broker is None:
-            raise UserError(f"Unknown broker {broker_name!r}.")
         try:
-            offer = await aio.find_offer(uuid, brokers=[broker])
-        except eb.NotFound:
-            raise UserError("That offer is no longer known to the broker; refresh.") from None
-        except eb.EBError as exc:
-            raise UserError(f"{broker_name} cannot be reached: {exc}") from None
-        tag = Tag.parse(offer.name)
-        if (
-            tag is None
-            or tag.kind != BOOKING_TAG
-            or tag.user != safe(self.user_name)
-            or tag.profile != slug
-        ):
-            self.log.warning("offer %s is named %r, not for %s", uuid, offer.name, self.user_name)
-            raise UserError("That offer was not made for you and this profile.")
-        if offer.phase != Phase.OFFERED or offer.is_expired():
-            raise UserError("That offer has expired or was taken: refresh the offers.")
-        start = offer.start or datetime.now(UTC)
-        now = (start - datetime.now(UTC)).total_seconds() <= self.now_threshold
-        return {
-            "profile": slug,
-            "broker": broker_name,
-            "offer": uuid,
-            "start": start.isoformat(),
-            "end": offer.end.isoformat() if offer.end else None,
-            "booking_now": now,
-        }
-
-    async def _validate_booking(self, booking: Any) -> dict[str, Any]:
-        if not isinstance(booking, dict):
-            raise UserError("booking must be an object")
-        broker = self.broker_named(str(booking.get("broker") or ""))
-        if broker is None:
-            raise UserError("Unknown broker in the booking.")
-        try:
-            session = await aio.session(str(booking.get("session") or ""), brokers=[broker])
-        except eb.EBError as exc:
-            raise UserError(f"The booking cannot be found: {exc}") from None
-        tag = Tag.parse(session.name)
-        mine = tag is not None and tag.kind == BOOKING_TAG and tag.user == safe(self.user_name)
-        seat = (
-            tag is not None
-            and tag.kind == SEAT_TAG
-            and tag.group in {safe(g) for g in self.user_groups()}
-        )
-        if tag is None or not (mine or seat):
-            raise UserError("That booking is not yours.")
-        if session.phase not in ALIVE:
-            raise UserError(f"That booking is {session.phase.value.lower()}.")
-        return {
-            "booking": {"broker": broker.name, "session": session.uuid},
-            "profile": tag.profile,
-            "start": session.start.isoformat() if session.start else None,
-            "end": session.end.isoformat() if session.end else None,
-        }
+            if options["action"] == "refresh":
+                raise Notice("Offers refreshed: pick one and press Start.")
+            if not options["offer"]:
+                raise UserError("Pick one of the offers (refresh them if none is listed).")
+            validated = await self.validate_options(options)
+            if "seat" in validated or "booking" in validated or validated.get("booking_now"):
+                return validated
+            raise await self.book_later(validated)
+        except Notice as news:
+            NEWS[self.user_name] = news.html
+            raise
 
     async def book_later(self, options: dict[str, Any]) -> Booked:
         """Accept a later offer as a booking; the exception tells the user it is booked."""
         limit = self.bookings_limit(self.user_groups())
-        mine = [b for b in await list_bookings(self, user=self.user_name) if b.user]
+        found = await hub_sessions(self)
+        mine = bookings_in(found, user=self.user_name, seats=False)
         if len(mine) >= limit:
             raise UserError(
                 f"You already have {len(mine)} booking(s), the most allowed is {limit}. "
-                f"Cancel one at /services/{self.service_name}/."
+                f"Cancel one at {self.service_url()}."
             )
         broker = self.broker_named(options["broker"])
-        offer = await aio.find_offer(options["offer"], brokers=[broker] if broker else None)
+        if broker is None:
+            raise UserError(f"Unknown broker {options['broker']!r}.")
         try:
+            if options.get("fit"):
+                await self._quotes.release()
+                offer = await self._offer_at(options, broker)
+            else:
+                offer = await aio.find_offer(options["offer"], brokers=[broker])
             session = await offer.accept()
         except eb.EBError as exc:
             raise self.explain(exc) from None
+        finally:
+            await self._quotes.release(keep=[str(options.get("offer") or "")])
         when = formlib.when_text(session.start, self.tz())
         msg = f"Your session is booked for {when} on {options['broker']}."
-        link = f"{self.hub.base_url.rstrip('/').rsplit('/hub', 1)[0]}/services/{self.service_name}/"
+        link = self.service_url()
         html = (
             f"{formlib.esc(msg)} It starts by itself then; see or cancel your bookings at "
             f'<a href="{formlib.esc(link)}">{formlib.esc(link)}</a>.'
@@ -361,8 +267,29 @@ class EBSpawner(Spawner, EBSettings):
         self.log.info(
             "%s booked %s on %s for %s", self.user_name, session.uuid, offer.broker_name, when
         )
-        self._form_message = msg
         return Booked(msg, html)
+
+    async def _offer_at(self, options: dict[str, Any], broker: eb.Broker) -> AsyncOffer:
+        """An offer of ``broker`` starting at the slot it said would fit (or soon after)."""
+        profile = {p.slug: p for p in self.my_profiles()}[options["profile"]]
+        start = datetime.fromisoformat(options["fit"])
+        offers = await aio.request(
+            self.placeholder(profile),
+            compute=profile.compute(),
+            duration=profile.duration,
+            start=Interval(start, start + FIT_WINDOW),
+            name=self.my_tag(profile.slug),
+            brokers=[broker],
+            timeout=self.request_timeout,
+            tz=self.tz(),
+        )
+        fitting = [o for o in offers if o.start is not None and o.start < start + FIT_WINDOW]
+        if not fitting:
+            raise UserError(
+                f"The slot on {broker.name} at {formlib.when_text(start, self.tz())} was taken "
+                "meanwhile: refresh the offers for the next one."
+            )
+        return min(fitting, key=lambda o: o.start or start)
 
     def explain(self, exc: eb.EBError) -> UserError:
         """A broker error in words for the spawn page."""
@@ -414,28 +341,40 @@ class EBSpawner(Spawner, EBSettings):
             self._event_signal.set()
 
     async def _start(self) -> str:
+        if cancels.entries(self.cancel_key):
+            await cancels.retry(self.cancel_key, self.broker_named, self.log)
         options = await self.validate_options(dict(self.user_options or {}))
-        profile = {p.slug: p for p in self.all_profiles()}.get(options["profile"])
+        await self._quotes.release()  # no quote is accepted as it is (see the module's text)
+        handed = "seat" in options or "booking" in options  # checked when it was booked
+        profiles = {p.slug: p for p in self.my_profiles()}
+        if handed:
+            profiles = {p.slug: p for p in self.all_profiles()} | profiles
+        profile = profiles.get(options["profile"])
         if profile is None:
-            raise UserError(f"The profile {options['profile']!r} is no longer configured.")
-        self._from_booking = "booking" in options
-        if "booking" in options:
-            broker = self.broker_named(options["booking"]["broker"])
-            assert broker is not None
-            await self._handover(broker, options)
+            raise UserError(f"The profile {options['profile']!r} is no longer yours to use.")
+        self._from_booking = handed
+        end: datetime | None = None
+        workshop = ""
+        picked: dict[str, Any] = {}
+        if "seat" in options:
+            broker, seat = await self._claim_seat(options["seat"])
+            end, workshop = seat.end, seat.workshop
+        elif "booking" in options:
+            found = self.broker_named(options["booking"]["broker"])
+            if found is None:
+                raise UserError("Unknown broker in the booking.")
+            broker = found
+            await self._handover(broker, options["booking"]["session"])
             end = datetime.fromisoformat(options["end"]) if options.get("end") else None
-            duration = (
-                end - datetime.now(UTC) if end and end > datetime.now(UTC) else profile.duration
-            )
         else:
-            if not options.pop("booking_now", False):
-                raise await self.book_later(options)
-            duration = profile.duration
-            broker = self.broker_named(options["broker"]) if options.get("broker") else None
-            if broker is not None and options.get("offer"):
-                with contextlib.suppress(eb.EBError):
-                    quote = await aio.find_offer(options["offer"], brokers=[broker])
-                    await quote.reject()
+            if not options.get("booking_now"):  # the REST API with a later offer
+                booked = await self.book_later(options)
+                raise UserError(f"{booked} This is a booking: the server starts then.")
+            named = self.broker_named(options["broker"]) if options.get("broker") else None
+            picked = options if named is not None else {}
+            broker = named  # type: ignore[assignment]
+        now = datetime.now(UTC)
+        duration: Any = end - now if end and end > now + timedelta(minutes=1) else profile.duration
         brokers = [broker] if broker else self.broker_objects(profile.brokers or None)
         where = broker.name if broker else "the brokers"
         self._emit(5, f"Asking {where} for a {profile.display_name} slot now")
@@ -446,22 +385,93 @@ class EBSpawner(Spawner, EBSettings):
                 compute=profile.compute(),
                 duration=duration,
                 start="now",
-                name=self.my_tag(profile.slug, SERVER_TAG),
+                name=self.my_tag(profile.slug, SERVER_TAG, workshop),
                 brokers=brokers,
                 timeout=self.request_timeout,
             )
-            offer = offers.earliest()
-            broker = offer.broker
-            session = await offer.accept()
+            offer = await self._now_offer(offers, where)
+            session = await offer.accept(reject_others=False)
         except eb.EBError as exc:
             raise self.explain(exc) from None
-        self.broker_name = broker.name
+        # the other offers are let go meanwhile: the server's start does not wait for that
+        in_background(reject_open(o for o in offers if o is not offer))
+        self.broker_name = offer.broker.name
         self.session_uuid = session.uuid
         self.broker_session_url = session.url or ""
         self.profile_slug = profile.slug
-        self._emit(20, f"Accepted an offer on {broker.name} ({offer.platform or 'broker'})")
+        self._emit(20, self._accepted_text(offer, picked))
         self.save_state_now()
         return await self._wait_ready(session)
+
+    async def _now_offer(self, offers: AsyncOffers, where: str) -> AsyncOffer:
+        """The earliest offer that starts now (within ``now_threshold``); none: say when."""
+        horizon = datetime.now(UTC) + timedelta(seconds=self.now_threshold)
+        now = [o for o in offers.raise_if_empty() if o.start is None or o.start <= horizon]
+        if now:
+            return min(now, key=lambda o: o.start or horizon)
+        await reject_open(offers)
+        first = formlib.when_text(offers.earliest().start, self.tz())
+        raise UserError(
+            f"Asked again, {where} cannot start this now any more (the earliest is {first}): "
+            "pick again on the spawn page."
+        )
+
+    def _accepted_text(self, offer: AsyncOffer, picked: dict[str, Any]) -> str:
+        """What was accepted, and how it differs from the offer the user picked."""
+        text = f"Accepted an offer on {offer.broker_name} ({offer.platform or 'broker'})"
+        if not picked:
+            return text
+        differences = []
+        if picked.get("platform") and offer.platform and picked["platform"] != offer.platform:
+            differences.append(f"platform {offer.platform}, not {picked['platform']}")
+        if picked.get("start") and offer.start:
+            shift = (offer.start - datetime.fromisoformat(picked["start"])).total_seconds()
+            if abs(shift) >= 60:
+                differences.append(f"starting {formlib.when_text(offer.start, self.tz())}")
+        if differences:
+            return f"{text}: it differs from the offer you picked ({'; '.join(differences)})"
+        return f"{text}, as you picked"
+
+    async def _claim_seat(self, seat: dict[str, Any]) -> tuple[eb.Broker, Booking]:
+        """Take over a free seat of the workshop (the next one when another member was
+        quicker)."""
+        tried: set[str] = set()
+        while True:
+            async with _SEAT_LOCK:
+                found = await hub_sessions(self)
+                free = [
+                    s
+                    for s in open_seats(found, self.user_name, [seat["group"]], self.start_ahead)
+                    if s.workshop == seat["workshop"]
+                    and s.session not in _CLAIMED
+                    and s.session not in tried
+                ]
+                if not free:
+                    raise UserError("All seats of this workshop are taken.")
+                chosen = free[0]
+                _CLAIMED.add(chosen.session)
+            tried.add(chosen.session)
+            broker = self.broker_named(chosen.broker)
+            if broker is not None and await self._handover(broker, chosen.session):
+                return broker, chosen
+
+    async def _handover(self, broker: eb.Broker, uuid: str) -> bool:
+        """Cancel a booking or seat so that its capacity is this server's; False when it was
+        gone already."""
+        self._emit(3, f"Taking over your booking on {broker.name}")
+        try:
+            booked = await aio.session(uuid, brokers=[broker])
+            if booked.is_final:
+                return False
+            await booked.cancel()
+            if not booked.is_final:  # launched already: its capacity is free once it ended
+                with contextlib.suppress(eb.EBError):
+                    await booked.wait(timeout=HANDOVER_TIMEOUT)
+        except (eb.NotFound, eb.Conflict):
+            return False
+        except eb.EBError as exc:
+            self.log.warning("handing over booking %s: %s", uuid, exc)
+        return True
 
     def save_state_now(self) -> None:
         """Write get_state() to the hub's database at once (a restart can then reattach)."""
@@ -473,17 +483,7 @@ class EBSpawner(Spawner, EBSettings):
         except Exception as exc:  # the hub saves it again when start() returns
             self.log.warning("could not save %s's state early: %s", self._log_name, exc)
 
-    async def _handover(self, broker: eb.Broker, options: dict[str, Any]) -> None:
-        uuid = options["booking"]["session"]
-        self._emit(3, f"Taking over your booking on {broker.name}")
-        try:
-            booked = await aio.session(uuid, brokers=[broker])
-            if not booked.is_final:
-                await booked.cancel()
-        except eb.EBError as exc:
-            self.log.warning("handing over booking %s: %s", uuid, exc)
-
-    async def _wait_ready(self, session: aio.Session) -> str:
+    async def _wait_ready(self, session: aio.AsyncSession) -> str:
         timeout = self.ready_timeout or float(self.start_timeout)
         deadline = time.monotonic() + timeout
         seen_phase: Phase | None = None
@@ -538,6 +538,27 @@ class EBSpawner(Spawner, EBSettings):
             await Notifier(self, self.log).ready(self.user_name, session.broker_name, str(url))
         return str(url)
 
+    async def get_url(self) -> str:
+        """The server's address from its session. After a hub restart during a start, the
+        hub asks this of a server that poll() says is alive: wait until the broker has it
+        ready (as start() would have), so the hub reattaches to it instead of giving up."""
+        stored = str(self.server.url) if self.server else ""
+        try:
+            session = await self._session()
+            if session is None or session.phase not in ALIVE:
+                return stored
+            if session.phase not in (Phase.AVAILABLE, Phase.RUNNING) or not session.connectors:
+                self.log.info(
+                    "%s: reattaching to session %s, still %s",
+                    self._log_name,
+                    session.uuid,
+                    session.phase.value.lower(),
+                )
+            return await self._wait_ready(session)
+        except (eb.EBError, UserError) as exc:
+            self.log.warning("%s: no address from its session: %s", self._log_name, exc)
+            return stored
+
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
         sent = 0
         while True:
@@ -550,7 +571,7 @@ class EBSpawner(Spawner, EBSettings):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._event_signal.wait(), 1.0)
 
-    async def _session(self) -> aio.Session | None:
+    async def _session(self) -> aio.AsyncSession | None:
         if not self.session_uuid:
             return None
         broker = self.broker_named(self.broker_name)
@@ -559,12 +580,14 @@ class EBSpawner(Spawner, EBSettings):
         return await aio.session(self.session_uuid, brokers=[broker])
 
     async def poll(self) -> int | None:
+        """None while the session is alive (ACCEPTED … RUNNING) or its broker cannot be
+        reached; 1 once it FAILED; 0 once it ended otherwise, or is unknown."""
         if not self.session_uuid:
             return 0
         try:
             session = await self._session()
         except eb.NotFound:
-            self.clear_state()
+            self._forget_session()
             return 0
         except eb.EBError as exc:
             self.log.warning(
@@ -575,21 +598,59 @@ class EBSpawner(Spawner, EBSettings):
             return 0
         if session.phase in ALIVE:
             return None
+        self.log.info("%s: session %s is %s", self._log_name, session.uuid, session.phase.value)
         return 1 if session.phase == Phase.FAILED else 0
 
     async def stop(self, now: bool = False) -> None:
+        """Cancel the session; if its broker cannot be reached, keep retrying the cancel in
+        the background (JupyterHub forgets the server either way)."""
+        await self._quotes.release()
+        end: datetime | None = None
         try:
             session = await self._session()
             if session is not None and not session.is_final:
+                end = session.end
                 await session.cancel()
                 if not now:
                     with contextlib.suppress(eb.EBError):
                         await session.wait(timeout=15)
-        except eb.NotFound:
+        except (eb.NotFound, eb.Conflict):
             pass
         except eb.EBError as exc:
-            self.log.warning("stopping %s: %s", self._log_name, exc)
-        self.clear_state()
+            self.log.error(
+                "stopping %s: session %s on %s could not be cancelled (%s); trying again every "
+                "%g s",
+                self._log_name,
+                self.session_uuid,
+                self.broker_name,
+                exc,
+                self.cancel_retry_interval,
+            )
+            cancels.add(self.cancel_key, self.broker_name, self.session_uuid, end)
+            self._retry_cancels()
+        self._forget_session()
+
+    def _retry_cancels(self) -> None:
+        cancels.keep_retrying(
+            self.cancel_key,
+            self.broker_named,
+            self.cancel_retry_interval,
+            self._save_pending,
+            self.log,
+        )
+
+    def _save_pending(self) -> None:
+        """Write the pending cancels into the stored state (the rest of it as it is)."""
+        if self.orm_spawner is None:
+            return
+        state = dict(self.orm_spawner.state or {})
+        pending = cancels.entries(self.cancel_key)
+        if pending:
+            state["cancel_pending"] = pending
+        else:
+            state.pop("cancel_pending", None)
+        self.orm_spawner.state = state
+        self.user.db.commit()
 
     # -- state --------------------------------------------------------------------------------
 
@@ -602,6 +663,9 @@ class EBSpawner(Spawner, EBSettings):
                 session_url=self.broker_session_url,
                 profile=self.profile_slug,
             )
+        pending = cancels.entries(self.cancel_key)
+        if pending:
+            state["cancel_pending"] = pending
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -610,14 +674,17 @@ class EBSpawner(Spawner, EBSettings):
         self.session_uuid = str(state.get("session") or "")
         self.broker_session_url = str(state.get("session_url") or "")
         self.profile_slug = str(state.get("profile") or "")
+        if state.get("cancel_pending"):
+            cancels.merge(self.cancel_key, state["cancel_pending"])
+            self._retry_cancels()
 
-    def clear_state(self) -> None:
-        super().clear_state()
+    def _forget_session(self) -> None:
         self.broker_name = ""
         self.session_uuid = ""
         self.broker_session_url = ""
         self.profile_slug = ""
 
-
-def booked_in(start: datetime | None) -> timedelta:
-    return (start - datetime.now(UTC)) if start else timedelta(0)
+    def clear_state(self) -> None:
+        """Forget the session (the pending cancels stay: get_state() still writes them)."""
+        super().clear_state()
+        self._forget_session()

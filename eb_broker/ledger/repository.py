@@ -63,6 +63,11 @@ class OfferDraft:
     estimate: dict[str, Any] | None = None
     #: The allocation pools the offer draws on (see ``SessionRow.pools``); None: no allocations.
     pools: tuple[str, ...] | None = None
+    #: The data staging plan (``SessionRow.staging``), the run-time prediction shown with the
+    #: offer, and the key of what runs (``SessionRow.executable_hash``).
+    staging: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    executable_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,9 @@ class Ledger:
                 handle={},
                 estimate=draft.estimate,
                 pools=None if draft.pools is None else list(draft.pools),
+                staging=draft.staging,
+                prediction=draft.prediction,
+                executable_hash=draft.executable_hash,
             )
             for draft in offers
         ]
@@ -488,7 +496,26 @@ class Ledger:
     ) -> None:
         row.phase = phase.value
         row.modified = now
+        _stamp(row, phase, now)
         db.add(EventRow(session=row.uuid, time=now, phase=phase.value, message=message))
+
+
+#: Final phases of an accepted session (its record in the archive is complete then).
+FINAL_SESSION_PHASES = (Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED)
+
+
+def _stamp(row: SessionRow, phase: Phase, now: datetime) -> None:
+    """Record when a session reached the phases the archive times (first time only)."""
+    if phase == Phase.ACCEPTED:
+        row.accepted_at = now
+    elif phase in (Phase.RUNNING, Phase.AVAILABLE) and row.running_at is None:
+        row.running_at = now
+    elif phase == Phase.RELEASING and row.ended_at is None:
+        row.ended_at = now
+    elif phase in FINAL_SESSION_PHASES:
+        row.finished_at = now
+        if row.ended_at is None:
+            row.ended_at = now
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -92,12 +104,29 @@ class SessionRow(Base):
     #: broker has no allocations. Fixed at offer time, so a later change of the user's groups
     #: does not move an existing booking to another pool.
     pools: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    # -- the archive (0005): phase times, what ran, what was staged ----------------------------
+    #: When the offer was accepted, the session first ran (RUNNING or AVAILABLE), its run ended
+    #: (RELEASING) and it reached its final phase; set by the ledger as the phases change.
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    running_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: What ran, as a key shared by repeated runs (``notebook:sha256:...``, ``image:sha256:...``):
+    #: the run-time prediction and the archive's ``executable`` filter use it.
+    executable_hash: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    #: The data staging plan of the offer and, once staged, what was staged where (see
+    #: :mod:`eb_broker.staging`); None when the request has no data.
+    staging: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: The run-time prediction shown with the offer (``jeb:prediction``), if there was one.
+    prediction: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         Index("ix_sessions_owner_phase", "owner", "phase"),
         Index("ix_sessions_phase_start", "phase", "start"),
         Index("ix_sessions_start_end", "start", "end"),
         Index("ix_sessions_phase_launch", "phase", "launch_at"),
+        Index("ix_sessions_executable_phase", "executable_hash", "phase"),
+        Index("ix_sessions_owner_created", "owner", "created"),
     )
 
 
@@ -111,6 +140,34 @@ class EventRow(Base):
     time: Mapped[datetime] = mapped_column(UTCDateTime())
     phase: Mapped[str] = mapped_column(String(16))
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class TransferRow(Base):
+    """One object staged for a session: where from, how much, how long (the archive's "data
+    moved", and the history the transfer-time predictions are made from)."""
+
+    __tablename__ = "transfers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session: Mapped[str] = mapped_column(String(36), ForeignKey("sessions.uuid"), index=True)
+    #: The URL the bytes came from (after resolving ``ivo://`` identifiers).
+    source: Mapped[str] = mapped_column(Text)
+    #: ``host[:port]`` of ``source``: bandwidth is measured per source host.
+    host: Mapped[str] = mapped_column(String(255))
+    #: The staging cache key (checksum or identifier) of the object.
+    key: Mapped[str] = mapped_column(String(255))
+    #: Bytes moved over the network (0 for a cache hit) and the object's size.
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    started: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: Served from the staging cache (nothing fetched).
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    ok: Mapped[bool] = mapped_column(Boolean, default=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_transfers_host_id", "host", "id"),)
 
 
 class ProxySessionRow(Base):

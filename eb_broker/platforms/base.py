@@ -9,6 +9,7 @@ Life of a session on a platform::
 
     check(request)        pure: can this platform run it at all? (else NO, urn:not-supported)
     preparation(request)  pure: how long before the start must preparing begin
+    staging_dir()         where staged data goes (None: requests with data get NO)
     shape(request, demands)  optional: the demands in the platform's own sizes (VM flavors)
     estimate(...)         optional: queue estimates for flexible requests (offers whose start
                           is an interval, labelled ``jeb:estimate``)
@@ -57,6 +58,24 @@ class PlatformUnavailable(Exception):
 
 
 @dataclass(frozen=True)
+class StagedData:
+    """A data resource the broker staged for a session (see docs/data.md).
+
+    ``mount`` is where the session expects it, relative to the session's root (``data/x.fits``
+    for a volume mount at ``/data/x.fits``); ``files`` are ``(path inside the resource, cached
+    file)`` pairs — one pair with an empty path for a single file, several for a directory
+    (a bucket). ``env`` names the environment variable that tells the session the path.
+    """
+
+    name: str
+    mount: str
+    readonly: bool
+    env: str
+    directory: bool
+    files: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class SessionSpec:
     """A snapshot of one booked session, as a platform needs it (plain data, no ORM)."""
 
@@ -73,6 +92,9 @@ class SessionSpec:
     #: For sessions booked from a queue estimate: ``earliest``/``expected``/``latest`` start
     #: (ISO instants) and ``basis``; None for precise slots.
     estimate: dict[str, Any] | None = None
+    #: The request's data, staged by the broker before :meth:`Platform.launch` (empty when the
+    #: request has none). The platform makes it appear at the mount paths.
+    data: tuple[StagedData, ...] = ()
 
     @property
     def duration(self) -> timedelta:
@@ -146,8 +168,21 @@ class Platform(LoggingConfigurable):
         return {}
 
     def preparation(self, request: ExecutionRequest) -> timedelta:
-        """Time needed before the start (image pull, staging estimate). Pure."""
+        """Time the platform needs before the start (image pull, start-up). Pure.
+
+        Data staging is not part of it: the broker predicts that itself and adds it.
+        """
         return timedelta(0)
+
+    def staging_dir(self) -> str | None:
+        """Where the broker stages data for this platform's sessions: a directory the broker
+        writes and every session can read (for a cluster, on its shared file system).
+
+        None (the default): this platform cannot take staged data, requests with data get NO.
+        A platform that returns a directory mounts :attr:`SessionSpec.data` in
+        :meth:`launch`.
+        """
+        return None
 
     def shape(
         self, request: ExecutionRequest, demands: list[Demand]

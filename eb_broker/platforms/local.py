@@ -10,14 +10,13 @@ the broker finds them again from the directory alone. See ``docs/platforms/local
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -31,6 +30,7 @@ from eb_sdk.model import (
     JupyterNotebook,
     JupyterServer,
     MessageItem,
+    NotebookBatch,
     SimpleComputeResource,
     SimpleSessionConnector,
     SingularityContainer,
@@ -40,8 +40,10 @@ from eb_sdk.model.kinds import kind_label
 from eb_sdk.model.sessions import ConnectorStatus
 
 from ..scheduling import Capacity, Resources
+from ..staging.mounts import link_staged_data
 from . import local_runner as rn
 from .base import Platform, PlatformState, PlatformStatus, SessionSpec
+from .batch import batch_problems, batch_runner_spec, with_batch_progress
 
 #: Connector kind of an HTTP Jupyter server.
 JUPYTER_SERVER_CONNECTOR = "urn:jeb:v1:connector:jupyter-server"
@@ -186,6 +188,17 @@ class LocalPlatform(Platform):
             "directory, so relative paths in it work) or 'session' (the session directory)."
         ),
     )
+    batch_workers_per_core = Float(
+        2.0,
+        config=True,
+        help=(
+            "Inputs of a notebook batch that run at once, per booked core (a request may ask "
+            "for fewer). Each input is a papermill run with its own kernel, which waits much "
+            "of its time for the kernel to start and answer, so two per core keep a core busy "
+            "(benchmarks/RESULTS.md); 1 runs one input per core (notebooks that need a whole "
+            "core's memory)."
+        ),
+    )
     startup_preparation = Float(
         5.0,
         config=True,
@@ -231,7 +244,7 @@ class LocalPlatform(Platform):
     # -- what this platform offers ------------------------------------------------------------
 
     def executable_kinds(self) -> list[str]:
-        return [JupyterNotebook.KIND, JupyterServer.KIND]
+        return [JupyterNotebook.KIND, JupyterServer.KIND, NotebookBatch.KIND]
 
     def capacity(self) -> Capacity:
         return Capacity(
@@ -270,7 +283,8 @@ class LocalPlatform(Platform):
         elif executable.kind not in self.executable_kinds():
             no(
                 f"the local platform cannot run executables of kind {executable.kind} "
-                f"({kind_label(executable.kind)}); it runs Jupyter notebooks and Jupyter servers",
+                f"({kind_label(executable.kind)}); it runs Jupyter notebooks, notebook batches "
+                "and Jupyter servers",
                 executable=executable.kind,
             )
         elif isinstance(executable, JupyterNotebook):
@@ -282,11 +296,8 @@ class LocalPlatform(Platform):
                     f"not {_location_scheme(executable.location)}://",
                     location=executable.location,
                 )
-        if request.data:
-            no(
-                "data staging is not available on this broker yet",
-                data_kinds=", ".join(sorted({d.kind for d in request.data})),
-            )
+        elif isinstance(executable, NotebookBatch):
+            problems += batch_problems(executable, "local")
         compute = request.compute
         if (
             isinstance(compute, SimpleComputeResource)
@@ -301,6 +312,10 @@ class LocalPlatform(Platform):
 
     def preparation(self, request: ExecutionRequest) -> timedelta:
         return timedelta(seconds=self.startup_preparation)
+
+    def staging_dir(self) -> str | None:
+        """``<work_dir>/.eb-staging``: staged data is linked into the session directories."""
+        return str(Path(self.work_dir).expanduser().absolute() / ".eb-staging")
 
     # -- session directories ------------------------------------------------------------------
 
@@ -364,6 +379,10 @@ class LocalPlatform(Platform):
     def _runner_spec(self, spec: SessionSpec, session_dir: Path) -> dict[str, Any]:
         """What the runner needs to know (``spec.json``); raises LaunchError if impossible."""
         executable = spec.request.executable
+        try:
+            data_env = link_staged_data(spec.data, session_dir)
+        except (OSError, ValueError) as exc:
+            raise LaunchError(f"the staged data cannot be placed: {exc}") from None
         common: dict[str, Any] = {
             "uuid": spec.uuid,
             "owner": spec.owner,
@@ -376,16 +395,33 @@ class LocalPlatform(Platform):
             if not executable.location:
                 raise LaunchError("the notebook has no location")
             notebook = resolve_notebook(executable.location)
-            cwd = str(notebook.parent) if self.notebook_cwd == "notebook" else str(session_dir)
             return {
                 **common,
                 "kind": "notebook",
+                "environment": data_env,
                 "notebook": str(notebook),
                 "output": str(session_dir / rn.OUTPUT_FILE),
                 "parameters": executable.parameters or {},
                 "kernel_name": executable.kernel or self.kernel_name or None,
-                "cwd": cwd,
+                "cwd": self._notebook_cwd(notebook, session_dir),
                 "kernel_start_timeout": self.kernel_start_timeout,
+            }
+        if isinstance(executable, NotebookBatch):
+            if not executable.location:
+                raise LaunchError("the notebook batch has no location")
+            notebook = resolve_notebook(executable.location)
+            return {
+                **common,
+                **batch_runner_spec(
+                    executable,
+                    notebook,
+                    session_dir,
+                    cores=spec.resources.cores,
+                    workers_per_core=self.batch_workers_per_core,
+                    kernel_name=self.kernel_name or None,
+                    cwd=self._notebook_cwd(notebook, session_dir),
+                    kernel_start_timeout=self.kernel_start_timeout,
+                ),
             }
         if isinstance(executable, JupyterServer):
             command = list(executable.command or self.server_command)
@@ -401,7 +437,7 @@ class LocalPlatform(Platform):
                 "kind": "server",
                 "command": command,
                 "hub": rn.is_singleuser(command),
-                "environment": dict(executable.environment or {}),
+                "environment": {**data_env, **dict(executable.environment or {})},
                 "root_dir": root_dir,
                 "notebook": executable.notebook,
                 "start_timeout": self.server_start_timeout,
@@ -409,6 +445,9 @@ class LocalPlatform(Platform):
             }
         kind = executable.kind if executable is not None else "none"
         raise LaunchError(f"the local platform cannot run executables of kind {kind}")
+
+    def _notebook_cwd(self, notebook: Path, session_dir: Path) -> str:
+        return str(notebook.parent) if self.notebook_cwd == "notebook" else str(session_dir)
 
     def _start_runner(self, session_dir: Path) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
@@ -441,7 +480,10 @@ class LocalPlatform(Platform):
 
     async def poll(self, specs: list[SessionSpec]) -> dict[str, PlatformStatus]:
         self._reap()
-        return {spec.uuid: self._status_of(spec) for spec in specs}
+        return {
+            spec.uuid: with_batch_progress(self.session_dir(spec), self._status_of(spec))
+            for spec in specs
+        }
 
     def _status_of(self, spec: SessionSpec) -> PlatformStatus:
         session_dir = self.session_dir(spec)
@@ -609,8 +651,5 @@ def _failure_message(status: dict[str, Any]) -> MessageItem:
         text = str(error.get("message") or "the session failed")
         values = {k: error[k] for k in ("exit_code", "ename", "evalue") if error.get(k) is not None}
         item = msg.error(msg.PLATFORM, text, **values)
-    finished = status.get("finished")
-    if isinstance(finished, str):
-        with contextlib.suppress(ValueError):
-            item.time = datetime.fromisoformat(finished.replace("Z", "+00:00")).astimezone(UTC)
+    item.time = rn.parse_iso(status.get("finished")) or item.time
     return item

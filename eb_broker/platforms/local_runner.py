@@ -10,6 +10,8 @@ The runner records every step in ``DIR/status.json`` (written atomically: a temp
 
 * ``kind: notebook`` — papermill executes the notebook into ``DIR/output.ipynb`` (RUNNING while
   executing); a cell error is recorded as FAILED with the cell index, ``ename`` and ``evalue``.
+* ``kind: notebook-batch`` — the notebook once per input, a few at a time, each input with its
+  own output notebook and status record (:mod:`eb_broker.platforms.batch_runner`).
 * ``kind: server`` — a Jupyter server (or ``jupyterhub-singleuser``) on a free loopback port;
   AVAILABLE with its URL once it answers HTTP. The runner stays until SIGTERM (then it stops the
   server and records SUCCEEDED) or until the server dies by itself (FAILED, with its exit code
@@ -71,6 +73,16 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 def now_iso() -> str:
     """The current time as an ISO-8601 UTC instant."""
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: Any) -> datetime | None:
+    """An ISO-8601 instant written by :func:`now_iso` (or any aware ISO text), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return None
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -224,7 +236,13 @@ def server_argv(
 
 
 def server_urls(
-    port: int, token: str | None, prefix: str = "/", *, ip: str = LOOPBACK, host: str = ""
+    port: int,
+    token: str | None,
+    prefix: str = "/",
+    *,
+    ip: str = LOOPBACK,
+    host: str = "",
+    open_path: str = "",
 ) -> tuple[str, str]:
     """``(user URL, health-check URL)`` of a server listening on ``ip:port``.
 
@@ -232,7 +250,8 @@ def server_urls(
     authenticated ``api/status``; without (JupyterHub single-user, the hub authenticates) the
     URL is the service prefix and the health check asks ``api``. The user URL names ``host``
     (default: ``ip``, or this machine's name when the server listens on every address); the
-    runner checks health over loopback when it can.
+    runner checks health over loopback when it can. ``open_path`` (e.g. ``lab/tree/a.ipynb``)
+    is what the user URL opens, below the prefix.
     """
     if not prefix.startswith("/"):
         prefix = "/" + prefix
@@ -244,8 +263,21 @@ def server_urls(
     base = f"http://{_bracket(user_host)}:{port}{prefix}"
     check = f"http://{_bracket(check_host)}:{port}{prefix}"
     if token:
-        return f"{base}?token={token}", f"{check}api/status?token={token}"
-    return base, f"{check}api"
+        return f"{base}{open_path}?token={token}", f"{check}api/status?token={token}"
+    return base + open_path, f"{check}api"
+
+
+def open_path(notebook: str | None) -> str:
+    """The URL path (below the server's prefix) that opens ``notebook`` (relative to the root
+    directory) in JupyterLab; empty without a notebook or without JupyterLab."""
+    if not notebook:
+        return ""
+    import importlib.util
+    from urllib.parse import quote
+
+    if importlib.util.find_spec("jupyterlab") is None:
+        return ""
+    return "lab/tree/" + quote(notebook.lstrip("/"))
 
 
 def url_host(template: str, ip: str) -> str:
@@ -379,6 +411,10 @@ class Runner:
                 return self.run_notebook(spec)
             if spec.get("kind") == "server":
                 return self.run_server(spec)
+            if spec.get("kind") == "notebook-batch":
+                from .batch_runner import BatchRun
+
+                return BatchRun(self, spec).run()
             return self.finish("FAILED", {"message": f"unknown kind in spec: {spec.get('kind')}"})
         except Stopped:
             return self._stopped(spec)
@@ -427,6 +463,8 @@ class Runner:
         self._interruptible = True
         if self.stop_requested:
             raise Stopped()
+        # the kernel inherits it (e.g. EB_DATA_<NAME>: where the staged data is)
+        os.environ.update({str(k): str(v) for k, v in (spec.get("environment") or {}).items()})
         try:
             papermill.execute_notebook(
                 source,
@@ -476,7 +514,14 @@ class Runner:
             if token:
                 env["JUPYTER_TOKEN"] = token
             prefix = env.get("JUPYTERHUB_SERVICE_PREFIX", "/") if hub else "/"
-            url, health = server_urls(port, token, prefix, ip=ip, host=str(spec.get("host") or ""))
+            url, health = server_urls(
+                port,
+                token,
+                prefix,
+                ip=ip,
+                host=str(spec.get("host") or ""),
+                open_path=open_path(spec.get("notebook")),
+            )
             argv = server_argv(
                 command, port=port, root_dir=root_dir, allow_root=os.geteuid() == 0, ip=ip
             )

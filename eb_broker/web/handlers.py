@@ -288,16 +288,21 @@ class SessionHandler(BaseHandler):
         self.respond(self.session_wire(row))
 
 
+def phases_argument(handler: web.RequestHandler) -> list[str] | None:
+    """The ``phase`` query parameter (repeated or comma-separated); None when not given."""
+    raw = ",".join(handler.get_arguments("phase"))
+    if not raw.strip():
+        return None
+    try:
+        return [Phase.parse(p).value for p in raw.split(",") if p.strip()] or None
+    except ValueError:
+        raise ApiError(400, msg.INVALID_REQUEST, f"unknown phase in {raw!r}") from None
+
+
 class SessionListHandler(BaseHandler):
     async def get(self) -> None:
         identity = self.require_identity()
-        raw = ",".join(self.get_arguments("phase"))
-        phases = None
-        if raw.strip():
-            try:
-                phases = [Phase.parse(p).value for p in raw.split(",") if p.strip()]
-            except ValueError:
-                raise ApiError(400, msg.INVALID_REQUEST, f"unknown phase in {raw!r}") from None
+        phases = phases_argument(self)
         rows = await resolved(self.broker.core.list_sessions(identity, phases))
         self.respond([self.session_wire(row) for row in rows])
 
@@ -367,8 +372,11 @@ def offerset_wire(handler: BaseHandler, offerset: Any, rows: list[SessionRow]) -
 
 def routes(base_url: str) -> list[tuple[str, type[BaseHandler]]]:
     """URL patterns under ``base_url``."""
+    from .archive import ArchiveHandler
+
     prefix = "/" + base_url.strip("/") if base_url.strip("/") else ""
     table: list[tuple[str, type[BaseHandler]]] = [
+        (r"/archive/?", ArchiveHandler),
         (r"/requests/?", RequestsHandler),
         (r"/offersets/([^/]+)/?", OfferSetHandler),
         (r"/direct/?", DirectHandler),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, SerializeAsAny
+from pydantic import Field, SerializeAsAny, model_validator
 
 from .base import Dispatch, EBModel, NameValueMap, UnknownMixin, kind
 from .components import LifecycleMixin
@@ -106,6 +106,69 @@ class JupyterServer(AbstractExecutable):
         default=None, description="A notebook path to open first (relative to the root)."
     )
     root_dir: str | None = Field(default=None, description="The server's root directory.")
+
+
+#: What an input's ``id`` may look like: it names the input's output and status files.
+BATCH_INPUT_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class BatchInput(EBModel):
+    """One input of a :class:`NotebookBatch`: its ``value`` goes to the batch's ``parameter``."""
+
+    id: str = Field(
+        pattern=BATCH_INPUT_ID,
+        description="Unique within the batch; names the output (<id>.ipynb) and status files.",
+    )
+    value: Any = Field(default=None, description="The value given to the batch's parameter.")
+    output: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.ipynb$",
+        description="File name of this input's output notebook in output_dir (default <id>.ipynb).",
+    )
+
+
+@kind
+class NotebookBatch(AbstractExecutable):
+    """Extension kind: one notebook run once per input, each input a papermill run of its own.
+
+    The inputs run one after another, a few at a time (``workers``, by default what the
+    session's cores allow); a failing input does not stop the others. Each input gets its own
+    output notebook in ``output_dir`` and a status record; the session reports every finished
+    input as a message of kind ``urn:jeb:v1:batch-input``. See docs/batch.md.
+    """
+
+    KIND: ClassVar[str] = jeb_kind("executable", "notebook-batch")
+    location: str | None = Field(default=None, description="The notebook (a path or file:// URL).")
+    parameter: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The papermill parameter each input's value is given as (default 'input').",
+    )
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="Parameters common to every input (papermill)."
+    )
+    inputs: list[BatchInput] | None = Field(default=None, description="The inputs to run.")
+    output_dir: str | None = Field(
+        default=None,
+        description="Absolute directory for the output notebooks (default: the session's own).",
+    )
+    workers: int | None = Field(
+        default=None, ge=1, le=256, description="Inputs run at once (default: the broker's choice)."
+    )
+    kernel: str | None = Field(default=None, description="Kernel name (default: the broker's).")
+    cell_timeout: float | None = Field(
+        default=None, gt=0, description="Seconds one cell may run before the input FAILs."
+    )
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> NotebookBatch:
+        seen: set[str] = set()
+        for item in self.inputs or []:
+            name = (item.output or f"{item.id}.ipynb").lower()
+            if item.id in seen or name in seen:
+                raise ValueError(f"inputs: the id or output {item.id!r} is used twice")
+            seen.update((item.id, name))
+        return self
 
 
 #: Nova's limit on user data: 65535 bytes once base64-encoded (about 48 KiB of text).

@@ -37,6 +37,11 @@ POLICY = "urn:policy"
 PLATFORM = "urn:platform"
 PLATFORM_UNAVAILABLE = "urn:platform-unavailable"
 EXECUTION_FAILED = "urn:execution-failed"
+#: One finished input of a notebook batch (``urn:jeb:v1:executable:notebook-batch``).
+BATCH_INPUT = "urn:jeb:v1:batch-input"
+DATA_STAGING = "urn:data-staging"
+DATA_UNAVAILABLE = "urn:data-unavailable"
+PREDICTION = "urn:prediction"
 INTERNAL = "urn:internal-error"
 
 

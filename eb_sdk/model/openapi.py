@@ -108,6 +108,82 @@ _UUID_PARAM = {
 }
 
 
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_ARCHIVE_PARAMS = [
+    _query("user", {"type": "string"}, "Admins: one user's records (others see only their own)."),
+    _query("phase", {"type": "string"}, "Comma-separated phases, e.g. COMPLETED,FAILED."),
+    _query("executable", {"type": "string"}, "An executable key (executable_hash of a record)."),
+    _query("since", {"type": "string", "format": "date-time"}, "Booked start at or after."),
+    _query("until", {"type": "string", "format": "date-time"}, "Booked start before."),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000}, "Records per page."),
+    _query("offset", {"type": "integer", "minimum": 0, "maximum": 1000000000}, "Records skipped."),
+    _query("format", {"type": "string", "enum": ["json", "csv", "parquet"]}, "Answer format."),
+]
+
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_NULLABLE_NUMBER = {"type": ["number", "null"]}
+
+#: One archive record as JSON (docs/archive.md lists the fields).
+ARCHIVE_RECORD: dict[str, Any] = {
+    "type": "object",
+    "required": ["uuid", "owner", "phase", "created", "start", "end"],
+    "properties": {
+        "uuid": {"type": "string"},
+        "name": {"type": ["string", "null"]},
+        "owner": {"type": "string"},
+        "phase": {"type": "string"},
+        "exit_message": {"type": ["string", "null"]},
+        **{
+            name: _NULLABLE_TIME
+            for name in ("created", "accepted", "launched", "running", "ended", "finished")
+        },
+        "start": {"type": "string", "format": "date-time"},
+        "end": {"type": "string", "format": "date-time"},
+        "preparation_s": {"type": "integer"},
+        "waiting_s": _NULLABLE_NUMBER,
+        "preparing_s": _NULLABLE_NUMBER,
+        "running_s": _NULLABLE_NUMBER,
+        "cores": {"type": "integer"},
+        "memory_gib": {"type": "integer"},
+        "storage_gib": {"type": "integer"},
+        "accelerators": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "executable_kind": {"type": ["string", "null"]},
+        "executable_hash": {"type": ["string", "null"]},
+        "data_objects": {"type": "integer"},
+        "data_bytes": {"type": "integer"},
+        "data_cached_bytes": {"type": "integer"},
+        "data_seconds": {"type": "number"},
+        "data_sources": {"type": "string"},
+        "request": {"type": "object"},
+        "offer": {"type": "object"},
+        "data": {"type": "array", "items": {"type": "object"}},
+        "messages": {"type": "array", "items": {"type": "object"}},
+    },
+    "additionalProperties": True,
+}
+
+ARCHIVE_PAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["total", "offset", "limit", "items"],
+    "properties": {
+        "total": {"type": "integer"},
+        "offset": {"type": "integer"},
+        "limit": {"type": "integer"},
+        "items": {"type": "array", "items": ARCHIVE_RECORD},
+        "next": {"type": "string", "description": "The next page, when there is one."},
+    },
+}
+
+
 def build_openapi(server_url: str = "/", title: str = "Execution Broker") -> dict[str, Any]:
     """The OpenAPI 3.1 document a broker serves at ``/openapi.json``."""
     session_list = {
@@ -225,6 +301,31 @@ def build_openapi(server_url: str = "/", title: str = "Execution Broker") -> dic
                     "409": _error("The update is not allowed in the session's phase."),
                 },
             },
+        },
+        "/archive": {
+            "get": {
+                "operationId": "Archive",
+                "summary": "The job archive: the caller's sessions (an admin's: everyone's), with "
+                "phase times, resources, the data moved; JSON pages or CSV/Parquet exports.",
+                "parameters": _ARCHIVE_PARAMS,
+                "responses": {
+                    "200": {
+                        "description": "A page of archive records (format=json), or the records "
+                        "as CSV or Parquet (X-Total-Count: how many match in all).",
+                        "content": {
+                            **{m: {"schema": ARCHIVE_PAGE} for m in _MEDIA},
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/vnd.apache.parquet": {
+                                "schema": {"type": "string", "format": "binary"}
+                            },
+                        },
+                    },
+                    "400": _ERRORS["400"],
+                    "401": _ERRORS["401"],
+                    "404": _error("This service keeps no archive (an aggregator)."),
+                    "501": _error("Parquet was asked for and pyarrow is not installed."),
+                },
+            }
         },
         "/capabilities": {
             "get": {

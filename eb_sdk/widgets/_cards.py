@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import html
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 import ipywidgets as w
 
@@ -43,8 +43,14 @@ RETRY_PAUSE = 5.0
 class SessionCard(w.VBox):
     """One session, kept current by :meth:`follow`."""
 
-    def __init__(self, session: AsyncSession, on_cancel: Callable[[SessionCard], None]) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        on_cancel: Callable[[SessionCard], None],
+        zone: tzinfo | None = None,
+    ) -> None:
         self.session = session
+        self.zone = zone  # None: the user's zone ($EB_TIMEZONE, else local)
         self.title = w.HTML("")
         self.phase = w.HTML("")
         self.phase.add_class("eb-phase")
@@ -123,13 +129,14 @@ class SessionCard(w.VBox):
         s = self.session
         start, duration = s.start, s.duration
         if s.phase.is_final:
-            return f"started {local_time(start)}, for {human_duration(duration)}"
+            return f"started {local_time(start, self.zone)}, for {human_duration(duration)}"
         if start is not None and start > now:
-            return f"{relative(start, now)} ({local_time(start)}), for {human_duration(duration)}"
+            when = local_time(start, self.zone)
+            return f"{relative(start, now)} ({when}), for {human_duration(duration)}"
         if start is not None and duration:
             ran = min(now - start, duration)
             return f"running {human_duration(ran)} of {human_duration(duration)}"
-        return f"from {local_time(start)}, for {human_duration(duration)}"
+        return f"from {local_time(start, self.zone)}, for {human_duration(duration)}"
 
     def show_error(self, text: str) -> None:
         self.error.value = error_html(text) if text else ""

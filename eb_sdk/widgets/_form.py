@@ -19,7 +19,7 @@ from typing import Any
 import ipywidgets as w
 
 from .._errors import InvalidRequest
-from ..builders import Compute, Container, Notebook
+from ..builders import Compute, Container, JupyterServer, Notebook
 from ..model import Capabilities, SimpleComputeResource
 from ..model.times import Interval
 
@@ -27,6 +27,7 @@ __all__ = ["RequestForm", "current_notebook", "parse_parameters"]
 
 NOTEBOOK_KIND = "jupyter-notebook"
 CONTAINER_KIND = "docker-container"
+SERVER_KIND = "jupyter-server"
 DURATIONS = ["10 min", "30 min", "1 h", "2 h", "4 h", "8 h", "1 d"]
 PHRASES = [
     "now",
@@ -96,7 +97,7 @@ class RequestForm(w.VBox):
         self.zone = zone
         self.notebook_path = current_notebook()
         self.what = w.ToggleButtons(
-            options=self._what_options({NOTEBOOK_KIND, CONTAINER_KIND}),
+            options=self._what_options({NOTEBOOK_KIND, SERVER_KIND, CONTAINER_KIND}),
             description="run",
             style={"description_width": "7em", "button_width": "9em"},
         )
@@ -107,6 +108,8 @@ class RequestForm(w.VBox):
         self.parameters.add_class("eb-parameters")
         self.image = w.Text(placeholder="python:3.12-slim", **_wide("image"))
         self.command = w.Text(placeholder="python -c 'print(1)'", **_wide("command"))
+        self.server_dir = w.Text(placeholder="(the session's own folder)", **_wide("folder"))
+        self.server_dir.add_class("eb-server-dir")
         self.cores = w.BoundedIntText(1, min=1, max=DEFAULT_MAX_CORES, **_wide("cores"))
         self.memory = w.BoundedIntText(1, min=1, max=DEFAULT_MAX_MEMORY, **_wide("memory GiB"))
         self.gpus = w.BoundedIntText(0, min=0, max=0, **_wide("GPUs"))
@@ -129,6 +132,7 @@ class RequestForm(w.VBox):
         self.gpu_row = w.VBox([self.gpus, self.gpu_model])
         self.notebook_box = w.VBox([self.path, self.parameters])
         self.container_box = w.VBox([self.image, self.command])
+        self.server_box = w.VBox([self.server_dir])
         self.picker_box = w.VBox([self.date, self.time, self.window])
         self.what.observe(self._layout, names="value")
         self.when_mode.observe(self._layout, names="value")
@@ -136,6 +140,7 @@ class RequestForm(w.VBox):
             [
                 self.what,
                 self.notebook_box,
+                self.server_box,
                 self.container_box,
                 self.cores,
                 self.memory,
@@ -159,6 +164,8 @@ class RequestForm(w.VBox):
             options.append(("this notebook", "current"))
         if NOTEBOOK_KIND in kinds:
             options.append(("a notebook", "notebook"))
+        if SERVER_KIND in kinds:
+            options.append(("a Jupyter server", "server"))
         if CONTAINER_KIND in kinds:
             options.append(("a container", "container"))
         return options or [("a notebook", "notebook")]
@@ -167,8 +174,8 @@ class RequestForm(w.VBox):
         """Limits and choices from what the brokers said they can do (none: keep defaults)."""
         if not caps:
             return
-        kinds = {
-            k.rstrip("/").rsplit("/", 1)[-1].removesuffix(".yaml")
+        kinds = {  # IVOA kinds are URLs (…/jupyter-notebook-1.0.yaml), ours URNs (…:jupyter-server)
+            k.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".yaml")
             for c in caps
             for k in c.executables
         }
@@ -199,6 +206,7 @@ class RequestForm(w.VBox):
         self.notebook_box.layout.display = None if what in ("notebook", "current") else "none"
         self.path.layout.display = None if what == "notebook" else "none"
         self.container_box.layout.display = None if what == "container" else "none"
+        self.server_box.layout.display = None if what == "server" else "none"
         picker = self.when_mode.value == "picker"
         self.when.layout.display = "none" if picker else None
         self.picker_box.layout.display = None if picker else "none"
@@ -213,6 +221,9 @@ class RequestForm(w.VBox):
                 raise InvalidRequest("container: give an image, e.g. python:3.12-slim")
             command = self.command.value.strip()
             return Container(image, command=shlex.split(command) if command else None)
+        if what == "server":
+            folder = self.server_dir.value.strip()
+            return JupyterServer(str(Path(folder).expanduser()) if folder else None)
         path = self.notebook_path if what == "current" else self.path.value.strip()
         if not path:
             raise InvalidRequest("notebook: give the path of a notebook, e.g. analysis.ipynb")
@@ -257,7 +268,9 @@ class RequestForm(w.VBox):
 
     def describe(self) -> str:
         """A short text of what is being asked, for the status line."""
-        what = {"current": "this notebook", "container": self.image.value.strip()}.get(
-            self.what.value, self.path.value.strip()
-        )
+        what = {
+            "current": "this notebook",
+            "server": "a Jupyter server",
+            "container": self.image.value.strip(),
+        }.get(self.what.value, self.path.value.strip())
         return html.escape(f"{what}, {self.cores.value} cores, {self.memory.value} GiB")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 import ipywidgets as w
 
@@ -61,6 +61,7 @@ class OfferRow:
         offer: AsyncOffer,
         on_accept: Callable[[OfferRow], None],
         on_reject: Callable[[OfferRow], None],
+        zone: tzinfo | None = None,
     ) -> None:
         self.offer = offer
         self.busy = False
@@ -78,7 +79,7 @@ class OfferRow:
         self.cells: list[w.Widget] = [
             _cell(offer.broker_name, "eb-broker"),
             _cell(offer.platform or "—"),
-            _cell(local_time(offer.start)),
+            _cell(local_time(offer.start, zone)),
             self.when,
             _cell(human_duration(offer.duration)),
             _cell(offer.resources),
@@ -114,7 +115,9 @@ class OffersTable(w.VBox):
         self,
         on_accept: Callable[[OfferRow], None],
         on_reject: Callable[[OfferRow], None],
+        zone: tzinfo | None = None,
     ) -> None:
+        self.zone = zone
         self._on_accept = on_accept
         self._on_reject = on_reject
         self.rows: list[OfferRow] = []
@@ -131,7 +134,7 @@ class OffersTable(w.VBox):
 
     def show(self, offers: AsyncOffers) -> None:
         self.offers = offers
-        self.rows = [OfferRow(o, self._on_accept, self._on_reject) for o in offers]
+        self.rows = [OfferRow(o, self._on_accept, self._on_reject, self.zone) for o in offers]
         header = [w.HTML(f"<b>{html.escape(h)}</b>") for h in HEADERS]
         cells = [c for row in self.rows for c in row.cells]
         self.grid.children = tuple(header + cells) if self.rows else ()
@@ -154,6 +157,10 @@ class OffersTable(w.VBox):
             if said
             else ""
         )
+
+    def open_offers(self) -> list[AsyncOffer]:
+        """The offers shown that are still to be decided (they hold their brokers' capacity)."""
+        return [row.offer for row in self.rows if row.open]
 
     def clear(self) -> None:
         self.rows = []

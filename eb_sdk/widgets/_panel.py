@@ -21,7 +21,7 @@ from .._config import Broker, BrokerSpec
 from .._fanout import fanout
 from .._format import user_zone
 from ..model import Capabilities
-from ..offers import AsyncOffer
+from ..offers import AsyncOffer, reject_open
 from ..sessions import AsyncSession
 from ._cards import SessionCard
 from ._form import RequestForm
@@ -55,7 +55,7 @@ class Panel(w.VBox):
         self.form.find.on_click(lambda _b: self._spawn(self.find()))
         self.status = w.HTML("")
         self.status.add_class("eb-status")
-        self.table = OffersTable(self._accept_clicked, self._reject_clicked)
+        self.table = OffersTable(self._accept_clicked, self._reject_clicked, self.zone)
         self.cards = w.VBox([])
         self.cards.add_class("eb-sessions")
         self._ticker: asyncio.Task[Any] | None = None
@@ -100,8 +100,9 @@ class Panel(w.VBox):
         await self.runner.drain(timeout)
 
     def close(self) -> None:
-        """Stop every task and close the panel's widgets."""
+        """Stop every task, let go of the offers still shown, and close the widgets."""
         self.runner.cancel()
+        self.runner.detach(reject_open(self.table.open_offers()))
         _close_tree(self)
 
     def _close_self(self) -> None:
@@ -147,6 +148,7 @@ class Panel(w.VBox):
             return
         self.form.find.disabled = True
         self._say(f"<i>asking the brokers for {self.form.describe()}…</i>")
+        await reject_open(self.table.open_offers())  # the offers shown before hold capacity
         self.table.clear()
         try:
             offers = await aio.request(
@@ -172,12 +174,23 @@ class Panel(w.VBox):
         self._start_ticker()
 
     def _accept_clicked(self, row: OfferRow) -> None:
-        if row.open and not row.busy:  # a disabled button's late click does nothing
-            self._spawn(self.accept(row.offer))
+        if not row.open or row.busy:  # a disabled button's late click does nothing
+            return
+        self._busy(self.table.rows, True)  # at once: a second click must find them busy
+        if self._spawn(self.accept(row.offer)) is None:
+            self._busy(self.table.rows, False)
 
     def _reject_clicked(self, row: OfferRow) -> None:
-        if row.open and not row.busy:
-            self._spawn(self.reject(row.offer))
+        if not row.open or row.busy:
+            return
+        self._busy([row], True)
+        if self._spawn(self.reject(row.offer)) is None:
+            self._busy([row], False)
+
+    def _busy(self, rows: list[OfferRow], busy: bool) -> None:
+        for row in rows:
+            row.busy = busy
+            row.tick()
 
     def _row(self, offer: AsyncOffer) -> OfferRow | None:
         return next((r for r in self.table.rows if r.offer is offer), None)
@@ -185,9 +198,7 @@ class Panel(w.VBox):
     async def accept(self, offer: AsyncOffer) -> SessionCard | None:
         """Book ``offer`` (the other offers are rejected) and add a card for its session."""
         row = self._row(offer)
-        for r in self.table.rows:  # one decision at a time
-            r.busy = True
-        self.table.tick()
+        self._busy(self.table.rows, True)  # one decision at a time
         self._say(f"<i>accepting the offer of {html.escape(offer.broker_name)}…</i>")
         try:
             session = await offer.accept()
@@ -195,9 +206,7 @@ class Panel(w.VBox):
             self.show_error(error_text(exc))
             return None
         finally:
-            for r in self.table.rows:
-                r.busy = False
-            self.table.tick()
+            self._busy(self.table.rows, False)
         if row is not None:
             row.tick()
         card = self.add_session(session)
@@ -205,22 +214,18 @@ class Panel(w.VBox):
         return card
 
     async def reject(self, offer: AsyncOffer) -> None:
-        row = self._row(offer)
-        if row is not None:
-            row.busy = True
-            row.tick()
+        rows = [r for r in [self._row(offer)] if r is not None]
+        self._busy(rows, True)
         try:
             await offer.reject()
         finally:
-            if row is not None:
-                row.busy = False
-                row.tick()
+            self._busy(rows, False)
 
     # -- sessions ------------------------------------------------------------------------------
 
     def add_session(self, session: AsyncSession) -> SessionCard:
         """Show a card for ``session`` (newest on top) and follow it."""
-        card = SessionCard(session, self._cancel_clicked)
+        card = SessionCard(session, self._cancel_clicked, self.zone)
         self.cards.children = (card, *self.cards.children)
         self.runner.spawn(card.follow(), card.show_error)
         self._start_ticker()

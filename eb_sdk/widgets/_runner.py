@@ -33,6 +33,10 @@ def error_html(text: str) -> str:
     return f"<span class='eb-error' style='color:#c62828'>⚠ {html.escape(text)}</span>"
 
 
+#: Tasks that outlive their panel (kept referenced until they end).
+_DETACHED: set[asyncio.Task[Any]] = set()
+
+
 class Runner:
     """Spawns guarded tasks on the loop the panel was made on and keeps them referenced."""
 
@@ -88,6 +92,17 @@ class Runner:
         async with asyncio.timeout(timeout):
             while pending := [t for t in self.tasks if t is not asyncio.current_task()]:
                 await asyncio.gather(*pending, return_exceptions=True)
+
+    def detach(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` to its end even after :meth:`cancel` (tidying up when closing);
+        failures are ignored. Without a loop it is dropped."""
+        loop = self._current_loop()
+        if loop is None:
+            coro.close()
+            return
+        task = loop.create_task(self._guarded(coro, lambda _text: None))
+        _DETACHED.add(task)
+        task.add_done_callback(_DETACHED.discard)
 
     def cancel(self) -> None:
         for task in [*self.tasks, *self.background]:

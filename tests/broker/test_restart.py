@@ -84,3 +84,62 @@ def test_upgrade_from_0001_keeps_bookings_and_backfills(empty_db: str) -> None:
     assert str(row[2]).startswith("2026-01-02 09:59:30")
     migrate(make_engine(url))  # idempotent at head
     assert current_revision(engine) == head
+
+
+def test_upgrade_from_0004_keeps_bookings_and_backfills_the_archive(empty_db: str) -> None:
+    """0005 adds the archive's columns: phase times back-filled from the events, nothing lost."""
+    from alembic import command
+    from alembic.config import Config
+
+    from eb_broker.ledger import Ledger
+    from eb_broker.ledger.archive import Archive, ArchiveFilter
+    from eb_broker.ledger.db import MIGRATIONS
+
+    engine = make_engine(empty_db)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0004")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO offersets (uuid, owner, created, expires, result, request, messages) "
+            "VALUES ('o', 'alice', '2026-01-01 00:00:00', '2026-01-01 00:05:00', 'YES', '{}', '[]')"
+        )
+        for uuid, phase in (("done", "COMPLETED"), ("booked", "WAITING")):
+            conn.exec_driver_sql(
+                "INSERT INTO sessions (uuid, offerset, owner, groups, phase, created, modified, "
+                'start, "end", preparation_s, launch_at, cores, memory_gib, storage_gib, '
+                "accelerators, request, messages, connectors, outputs, handle, launched) VALUES "
+                f"('{uuid}', 'o', 'alice', '[]', '{phase}', '2026-01-01 00:00:00', "
+                "'2026-01-01 00:00:00', '2026-01-02 10:00:00', '2026-01-02 12:00:00', 30, "
+                "'2026-01-02 09:59:30', 2, 2, 0, '{}', '{}', '[]', '[]', '{}', '{}', NULL)"
+            )
+        events = [
+            ("done", "ACCEPTED", "2026-01-01 00:01:00"),
+            ("done", "PREPARING", "2026-01-02 09:59:30"),
+            ("done", "RUNNING", "2026-01-02 10:00:05"),
+            ("done", "RELEASING", "2026-01-02 10:20:05"),
+            ("done", "COMPLETED", "2026-01-02 10:20:06"),
+            ("booked", "ACCEPTED", "2026-01-01 00:02:00"),
+        ]
+        for session, phase, time in events:
+            conn.exec_driver_sql(
+                "INSERT INTO events (session, time, phase, message) "
+                f"VALUES ('{session}', '{time}', '{phase}', NULL)"
+            )
+    migrate(make_engine(empty_db))
+    assert current_revision(engine) == "0005"
+    ledger = Ledger(make_engine(empty_db))
+    booked = ledger.get_session("booked")
+    done = ledger.get_session("done")
+    assert booked is not None and done is not None
+    assert booked.phase == "WAITING" and booked.start.hour == 10  # the booking is kept
+    assert booked.accepted_at is not None and booked.running_at is None
+    assert done.accepted_at is not None and done.accepted_at.minute == 1
+    assert done.running_at is not None and done.ended_at is not None
+    assert (done.ended_at - done.running_at).total_seconds() == 1200
+    assert done.finished_at is not None
+    rows, total = Archive(ledger).page(ArchiveFilter(owner="alice"))
+    assert total == 2 and {r.uuid for r in rows} == {"done", "booked"}
+    assert Archive(ledger).transfers_of(["done"]) == {"done": []}

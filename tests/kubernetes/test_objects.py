@@ -619,3 +619,8 @@ def test_check_refuses_what_it_cannot_run() -> None:
         assert [p.kind for p in problems] == [kind], (body, problems)
     assert platform.check(ExecutionRequest.model_validate(server_body())) == []
     assert set(platform.executable_kinds()) == {SERVER, NOTEBOOK, CONTAINER}
+    # notebook batches run on the platforms of the session runner (local, Slurm) only
+    batch = {"kind": "urn:jeb:v1:executable:notebook-batch", "location": "/a.ipynb"}
+    problems = platform.check(ExecutionRequest.model_validate({"executable": batch}))
+    assert [p.kind for p in problems] == ["urn:not-supported"]
+    assert "notebook-batch" in str(problems[0])

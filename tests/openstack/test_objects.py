@@ -393,6 +393,9 @@ def test_check_says_why_a_request_cannot_run() -> None:
         == []
     )
     assert SERVER not in plugin.executable_kinds() and VM in plugin.executable_kinds()
+    # notebook batches run on the platforms of the session runner (local, Slurm) only
+    batch = plugin.check(request({"kind": "urn:jeb:v1:executable:notebook-batch"}))
+    assert kinds(batch) == ["urn:not-supported"] and "notebook-batch" in str(batch[0])
     # the quota: 10 cores, 2 used by servers the broker did not start
     quota = plugin.check(request({"kind": VM, "image": "ubuntu"}, {"min": 9}))
     assert kinds(quota) == ["urn:resource-limit"]

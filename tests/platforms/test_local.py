@@ -190,7 +190,11 @@ def test_defaults_and_capacity(tmp_path: Path) -> None:
     assert plat.storage_gib >= 0
     assert plat.python == sys.executable
     assert plat.server_command == ["jupyter", "server"]
-    assert plat.executable_kinds() == [JupyterNotebook.KIND, JupyterServer.KIND]
+    assert plat.executable_kinds() == [
+        JupyterNotebook.KIND,
+        JupyterServer.KIND,
+        "urn:jeb:v1:executable:notebook-batch",
+    ]
     cap = LocalPlatform(cores=3, memory_gib=5, storage_gib=7).capacity()
     assert cap.base == Resources(cores=3, memory_gib=5, storage_gib=7)
     assert cap.periods == ()
@@ -289,8 +293,8 @@ def test_check_rejects_what_cannot_run_here() -> None:
     assert "https://" in texts(remote)
 
 
-def test_check_rejects_data_and_accelerators() -> None:
-    plat = LocalPlatform()
+def test_check_takes_data_and_rejects_accelerators(tmp_path: Path) -> None:
+    plat = LocalPlatform(work_dir=str(tmp_path))
     request = ExecutionRequest.model_validate(
         {
             "executable": {"kind": JupyterNotebook.KIND, "location": "/a.ipynb"},
@@ -303,9 +307,8 @@ def test_check_rejects_data_and_accelerators() -> None:
             ],
         }
     )
-    data = plat.check(request)
-    assert kinds_of(data) == {NOT_SUPPORTED}
-    assert "data staging is not available on this broker yet" in texts(data)
+    assert plat.check(request) == []  # the broker stages data into the staging directory
+    assert plat.staging_dir() == str(tmp_path / ".eb-staging")
 
     gpu = ExecutionRequest.model_validate(
         {

@@ -145,7 +145,8 @@ def wait_ready(hub: Hub, user: str, timeout: float = 60) -> dict[str, Any]:
         if server and server.get("ready"):
             return dict(server)
         time.sleep(0.2)
-    raise TimeoutError(f"{user}'s server not ready; hub log:\n{hub_log(hub)[-4000:]}")
+    lines = [line for line in hub_log(hub).splitlines() if "GET /hub/api/users/" not in line]
+    raise TimeoutError(f"{user}'s server not ready; hub log:\n" + "\n".join(lines[-60:]))
 
 
 def hub_log(hub: Hub) -> str:
@@ -157,17 +158,79 @@ def free() -> Callable[[], int]:
     return free_port
 
 
-def spawn_via_form(hub: Hub, user: str, profile: str = "small") -> httpx.Client:
-    client = login(hub, user)
-    page = client.get("/hub/spawn").text
-    offers = offers_in(page)
-    assert offers, page[-3000:]
-    response = client.post(
-        "/hub/spawn",
-        data={"profile": profile, "when": "now", "offer": offers[0], "_xsrf": xsrf(client)},
-    )
-    assert response.status_code == 200, response.text[-2000:]
-    return client
+def post_spawn(client: httpx.Client, path: str = "/hub/spawn", **fields: str) -> str:
+    """Post the spawn form (with its XSRF token) as a browser would; the page answered."""
+    return client.post(path, data={**fields, "_xsrf": xsrf(client)}).text
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate()`` every 0.2 s until it returns something true; that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(what)
+
+
+def wait_service(hub: Hub, name: str = "eb", timeout: float = 60) -> None:
+    """Until the hub-managed service answers through the proxy (it starts after the hub)."""
+
+    def up() -> bool:
+        try:
+            answer = httpx.get(f"{public(hub)}/services/{name}/api/bookings", timeout=10)
+        except httpx.HTTPError:
+            return False
+        return answer.status_code < 500 and answer.status_code != 404
+
+    wait_for(up, timeout, f"the service {name} did not come up")
+
+
+def broker_sessions(broker: BrokerProcess, *phases: str) -> list[dict[str, Any]]:
+    """The broker's sessions (in ``phases``) as ``{"uuid", "name", "phase", ...}``."""
+    params = {"phase": ",".join(phases)} if phases else None
+    with broker.client() as client:
+        answer = client.get("/sessions", params=params)
+    answer.raise_for_status()
+    return [
+        {**item, "uuid": item["meta"]["uuid"], "name": item["meta"].get("name") or ""}
+        for item in answer.json()
+    ]
+
+
+def sdk_session(broker: BrokerProcess, uuid: str) -> Any:
+    """The session as the SDK sees it (``.start``, ``.end``, ``.phase``, ``.name``)."""
+    import eb_sdk as eb
+
+    return eb.session(uuid, brokers=[eb.Broker(broker.url, token=broker.tokens["alice"])])
+
+
+def phase_of(broker: BrokerProcess, uuid: str) -> str:
+    with broker.client() as client:
+        return str(client.get(f"/sessions/{uuid}").json()["phase"])
+
+
+def set_phase(broker: BrokerProcess, uuid: str, value: str) -> httpx.Response:
+    with broker.client() as client:
+        return client.post(
+            f"/sessions/{uuid}",
+            json={"kind": "uri:enum-value-update", "path": "phase", "value": value},
+        )
+
+
+def stored_state(hub: Hub, user: str, server: str = "") -> dict[str, Any]:
+    """The spawner state the hub keeps in its database for ``user``'s ``server``."""
+    import json
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(hub.dir / "hub.sqlite")) as db:
+        row = db.execute(
+            "SELECT spawners.state FROM spawners JOIN users ON users.id = spawners.user_id "
+            "WHERE users.name = ? AND spawners.name = ?",
+            (user, server),
+        ).fetchone()
+    return dict(json.loads(row[0]) or {}) if row and row[0] else {}
 
 
 def restart_hub(hub: Hub) -> Hub:

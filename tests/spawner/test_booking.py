@@ -1,10 +1,10 @@
 """A later booking: booked from the form, listed and cancellable in the service, started by
-the service at its slot, with notifications by SMTP and webhook."""
+the service at its slot (again when the hub refused at first), with notifications by SMTP and
+webhook; the service's login survives a restart."""
 
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime, timedelta
 
 import httpx
@@ -17,20 +17,15 @@ from tests.spawner.conftest import (
     hub_log,
     login,
     offers_in,
+    phase_of,
+    post_spawn,
     public,
+    restart_hub,
+    wait_for,
     wait_ready,
-    xsrf,
+    wait_service,
 )
 from tests.spawner.receivers import Mailbox, Webhook
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(what)
 
 
 def test_booking_started_by_service_with_notifications(
@@ -39,7 +34,7 @@ def test_booking_started_by_service_with_notifications(
     broker = broker_factory("--LocalPlatform.cores=4", "--LocalPlatform.memory_gib=8")
     extra = f"""
 c.EBSpawner.timezone = "UTC"
-c.EBSpawner.now_threshold = 3
+c.EBSpawner.now_threshold = 8
 c.EBSpawner.start_ahead = 2
 c.EBSpawner.service_interval = 0.5
 c.EBSpawner.notify_lead_time = 3600
@@ -50,35 +45,20 @@ c.EBSpawner.webhook_url = "{webhook.url}"
     hub = hub_factory(
         eb_config([broker], names=["alpha"], service=True, service_port=free_port(), extra=extra)
     )
+    wait_service(hub)
     client = login(hub, "alice")
     slot = datetime.now().astimezone().replace(microsecond=0) + timedelta(seconds=15)
     at = slot.astimezone(tz=None).replace(tzinfo=None).isoformat()
     # refresh the offers for "a date and time"
-    page = client.post(
-        "/hub/spawn",
-        data={
-            "profile": "small",
-            "when": "at",
-            "at": at,
-            "action": "refresh",
-            "_xsrf": xsrf(client),
-        },
-    ).text
+    page = post_spawn(client, profile="small", when="at", at=at, action="refresh")
     assert "Offers refreshed" in page
     offers = offers_in(page)
     assert offers and "(booking)" in page, page[-3000:]
-    page = client.post(
-        "/hub/spawn",
-        data={
-            "profile": "small",
-            "when": "at",
-            "at": at,
-            "offer": offers[0],
-            "_xsrf": xsrf(client),
-        },
-    ).text
+    page = post_spawn(client, profile="small", when="at", at=at, offer=offers[0])
     assert re.search(r"Your session is booked for \w{3} \d\d \w{3} \d\d:\d\d", page), page[-3000:]
     assert "on alpha" in page
+    for other in offers[1:]:  # the other quotes were let go
+        assert phase_of(broker, other.split("|")[1]) == "REJECTED"
     # the service lists it (the user's token works for the service's API)
     token = hub.user_token("alice")
     api = f"{public(hub)}/services/eb/api/bookings"
@@ -90,8 +70,20 @@ c.EBSpawner.webhook_url = "{webhook.url}"
     wait_for(lambda: any("available in" in m["data"] for m in mailbox.messages), 20, "email")
     assert mailbox.messages[0]["to"] == ["alice@example.org"]
     wait_for(lambda: any("available in" in p["text"] for p in webhook.posts), 20, "webhook")
-    # at the slot the service starts the server through the hub; it takes the booking over
+    # alice has a server running when the slot comes: the hub refuses the service's start;
+    # alice is told, and once she stops that server the service starts the booked one
+    assert hub.api("POST", "/users/alice/server", json={"profile": "small"}).status_code in (
+        201,
+        202,
+    )
+    first = wait_ready(hub, "alice")["state"]["session"]
+    wait_for(lambda: any("could not be started" in m["data"] for m in mailbox.messages), 30, "no")
+    wait_for(lambda: any("could not be started" in p["text"] for p in webhook.posts), 30, "no")
+    assert "is already running" in hub_log(hub)
+    assert hub.api("DELETE", "/users/alice/server").status_code in (202, 204)
+    wait_for(lambda: not hub.api("GET", "/users/alice").json()["servers"], 30, "not stopped")
     server = wait_ready(hub, "alice", timeout=60)
+    assert server["state"]["session"] != first
     assert server["state"]["broker"] == "alpha"
     assert server["user_options"]["booking"]["session"] == bookings[0]["session"]
     status = httpx.get(
@@ -113,34 +105,17 @@ def test_cancel_a_booking_in_the_service(
     broker = broker_factory("--LocalPlatform.cores=4", "--LocalPlatform.memory_gib=8")
     extra = (
         'c.EBSpawner.timezone = "UTC"\nc.EBSpawner.service_interval = 0.5\n'
-        "c.Authenticator.admin_users = {'carol'}\n"
+        "c.EBSpawner.service_cookie_secret_file = __file__ + '.cookie-secret'\n"
     )
     hub = hub_factory(
         eb_config([broker], names=["alpha"], service=True, service_port=free_port(), extra=extra)
     )
+    wait_service(hub)
     client = login(hub, "alice")
     at = (datetime.utcnow().replace(microsecond=0) + timedelta(hours=3)).isoformat()
-    page = client.post(
-        "/hub/spawn",
-        data={
-            "profile": "small",
-            "when": "at",
-            "at": at,
-            "action": "refresh",
-            "_xsrf": xsrf(client),
-        },
-    ).text
+    page = post_spawn(client, profile="small", when="at", at=at, action="refresh")
     offers = offers_in(page)
-    page = client.post(
-        "/hub/spawn",
-        data={
-            "profile": "small",
-            "when": "at",
-            "at": at,
-            "offer": offers[0],
-            "_xsrf": xsrf(client),
-        },
-    ).text
+    page = post_spawn(client, profile="small", when="at", at=at, offer=offers[0])
     assert "Your session is booked for" in page
     # the service's page (OAuth through the hub with the browser's cookies)
     mine = client.get("/services/eb/")
@@ -158,18 +133,11 @@ def test_cancel_a_booking_in_the_service(
     uuid = ref.group(1).split("|")[1]
     assert broker.client().get(f"/sessions/{uuid}").json()["phase"] == "CANCELLED"
     assert "no-bookings" in client.get("/services/eb/").text
-    # hub admins reserve workshop seats through the service's API; others may not
-    later = (datetime.utcnow().replace(microsecond=0) + timedelta(hours=5)).isoformat()
-    workshop = {"group": "students", "seats": 2, "start": later, "duration": "1h"}
-    workshop["profile"] = "small"
-    url = f"{public(hub)}/services/eb/api/workshops"
-    for user, status in (("alice", 403), ("carol", 201)):
-        token = hub.user_token(user)
-        answer = httpx.post(
-            url, json=workshop, headers={"Authorization": f"token {token}"}, timeout=30
-        )
-        assert answer.status_code == status, answer.text
-    seats = answer.json()["seats"]
-    assert len(seats) == 2 and {s["group"] for s in seats} == {"students"}
-    for seat in seats:
-        assert broker.client().get(f"/sessions/{seat['session']}").json()["phase"] == "WAITING"
+    # the service keeps its cookie secret: after a restart alice is still logged in to it
+    hub = restart_hub(hub)
+    try:
+        wait_service(hub)
+        again = client.get("/services/eb/", follow_redirects=False)
+        assert again.status_code == 200 and "no-bookings" in again.text, again.headers
+    finally:
+        hub.stop()

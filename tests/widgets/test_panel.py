@@ -7,11 +7,15 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 import eb_sdk as eb
+from eb_sdk import aio
 from eb_sdk.model import Capabilities, Phase
+from eb_sdk.offers import AsyncOffer
 from eb_sdk.widgets import Panel
 from eb_sdk.widgets._form import RequestForm, parse_parameters
 from eb_sdk.widgets._offers import countdown
@@ -20,6 +24,7 @@ from tests.conftest import BrokerFactory
 pytestmark = pytest.mark.usefixtures("test_comm", "close_clients")
 
 KIND = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/"
+SERVER_KIND = "urn:jeb:v1:executable:jupyter-server"
 
 
 def caps(
@@ -29,7 +34,7 @@ def caps(
         name=name,
         platform="local",
         version="1",
-        executables=[KIND + "jupyter-notebook.yaml", KIND + "docker-container.yaml"],
+        executables=[KIND + "jupyter-notebook.yaml", KIND + "docker-container.yaml", SERVER_KIND],
         max_compute={"cores": cores, "memory": memory, "storage": 0},
         accelerators=accelerators or {},
         timezone="UTC",
@@ -76,7 +81,7 @@ def test_form_choices_follow_the_capabilities(monkeypatch: pytest.MonkeyPatch) -
     form.apply_capabilities([caps("a", 4, 8)])
     assert form.gpu_row.layout.display == "none"  # nobody has a GPU: no GPU option
     assert form.cores.max == 4 and form.memory.max == 8
-    assert [v for _, v in form.what.options] == ["current", "notebook", "container"]
+    assert [v for _, v in form.what.options] == ["current", "notebook", "server", "container"]
     form.apply_capabilities([caps("a", 4, 8), caps("b", 32, 256, {"gpu:A100": 2})])
     assert form.gpu_row.layout.display is None
     assert form.cores.max == 32 and form.gpus.max == 2
@@ -91,6 +96,11 @@ def test_form_choices_follow_the_capabilities(monkeypatch: pytest.MonkeyPatch) -
     request = form.collect()
     assert request["executable"].location == "/data/a.ipynb"
     assert request["start"] == "now" and request["duration"] == "30 min"
+    form.what.value = "server"
+    assert form.server_box.layout.display is None and form.notebook_box.layout.display == "none"
+    assert form.executable().root_dir is None
+    form.server_dir.value = "/data/project"
+    assert form.executable().root_dir == "/data/project"
     form.what.value = "container"
     form.image.value, form.command.value = "python:3.12-slim", "python -c 'print(1)'"
     container = form.executable()
@@ -256,3 +266,117 @@ async def test_every_broker_failing_is_one_line(dead_url: str) -> None:
     assert "Traceback" not in panel.status.value
     assert not panel.form.find.disabled
     panel.close()
+
+
+async def phase_on_broker(offer: AsyncOffer, broker: eb.Broker) -> Phase:
+    return (await aio.find_offer(offer.uuid, brokers=[broker])).phase
+
+
+async def test_this_notebook_in_the_panels_zone(
+    alpha: eb.Broker, short_notebook: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JPY_SESSION_NAME", str(short_notebook))  # as Jupyter Server sets it
+    panel = eb.panel([alpha], tz="Asia/Tokyo")
+    await panel.wait_idle(30)
+    assert panel.form.what.value == "current"  # "this notebook" comes first
+    panel.form.parameters.value = "n=21"
+    panel.form.duration.value = "10 min"
+    panel.form.find.click()
+    await panel.wait_idle(30)
+    first = panel.table.rows[0]
+    assert first.cells[2].value.endswith("JST"), first.cells[2].value  # the panel's zone
+    assert first.offer.wire.executable.location == str(short_notebook)
+    first.accept.click()
+    await panel.wait_idle(120)
+    card = panel.session_cards[0]
+    assert card.session.phase == Phase.COMPLETED, card.messages.value + card.error.value
+    assert "JST" in card.detail.value and "output notebook" in card.messages.value
+    panel.close()
+
+
+async def test_date_and_time_pickers_book_a_slot_then(
+    alpha: eb.Broker, short_notebook: Path
+) -> None:
+    zone = ZoneInfo("America/New_York")
+    panel = eb.panel([alpha], tz=zone)
+    await panel.wait_idle(30)
+    begin = (datetime.now(zone) + timedelta(hours=2)).replace(second=0, microsecond=0)
+    panel.form.what.value = "notebook"
+    panel.form.path.value = str(short_notebook)
+    panel.form.when_mode.value = "picker"
+    panel.form.date.value, panel.form.time.value = begin.date(), begin.time()
+    panel.form.window.value = 15
+    panel.form.find.click()
+    await panel.wait_idle(30)
+    rows = panel.table.rows
+    assert rows, panel.status.value + panel.table.reasons.value
+    for row in rows:  # every offer starts inside the window picked
+        assert row.offer.start is not None
+        assert begin <= row.offer.start <= begin + timedelta(minutes=15), row.offer.start
+    assert rows[0].cells[2].value.endswith(("EST", "EDT"))
+    rows[0].accept.click()
+    await until(lambda: panel.session_cards)
+    card = panel.session_cards[0]
+    await until(lambda: not card.cancel.disabled)
+    assert card.session.phase in (Phase.ACCEPTED, Phase.WAITING)
+    assert begin <= (card.session.start or begin) <= begin + timedelta(minutes=15)
+    card.cancel.click()
+    await panel.wait_idle(30)
+    assert card.session.phase == Phase.CANCELLED
+    panel.close()
+
+
+async def test_a_jupyter_server_card_links_to_it(alpha: eb.Broker) -> None:
+    panel = eb.panel([alpha])
+    await panel.wait_idle(30)
+    assert "server" in [v for _, v in panel.form.what.options]  # the broker runs servers
+    panel.form.what.value = "server"
+    panel.form.duration.value = "10 min"
+    panel.form.find.click()
+    await panel.wait_idle(30)
+    panel.table.rows[0].accept.click()
+    await until(lambda: panel.session_cards)
+    card = panel.session_cards[0]
+    await until(lambda: card.session.phase == Phase.AVAILABLE, timeout=90)
+    await until(lambda: "href" in card.link.value)
+    assert "eb-connector" in card.link._dom_classes
+    url = card.session.connectors[0].location
+    assert url and url.startswith("http://127.0.0.1:") and f"href='{url}'" in card.link.value
+    async with httpx.AsyncClient() as client:  # the link leads to the running server
+        assert (await client.get(url.replace("/?token=", "/api/status?token="))).status_code == 200
+    card.cancel.click()
+    await panel.wait_idle(60)
+    assert card.session.phase in (Phase.CANCELLED, Phase.COMPLETED) and card.link.value == ""
+    panel.close()
+
+
+async def test_offers_let_go_when_asked_again_or_closed_and_one_accept_per_click(
+    alpha: eb.Broker, short_notebook: Path
+) -> None:
+    panel = eb.panel([alpha])
+    await panel.wait_idle(30)
+    panel.form.what.value = "notebook"
+    panel.form.path.value = str(short_notebook)
+    panel.form.when.value = "tomorrow 09:00"
+    panel.form.find.click()
+    await panel.wait_idle(30)
+    before = [row.offer for row in panel.table.rows]
+    assert before
+    panel.form.find.click()  # asking again lets go of the offers shown
+    await panel.wait_idle(30)
+    assert {await phase_on_broker(o, alpha) for o in before} == {Phase.REJECTED}
+    # a fast double click accepts once (the second click finds the rows busy)
+    first = panel.table.rows[0]
+    first.accept.click()
+    first.accept.click()
+    await until(lambda: panel.session_cards and not any(r.busy for r in panel.table.rows))
+    await asyncio.sleep(0.5)  # a second accept would have failed by now
+    assert len(panel.session_cards) == 1 and "eb-error" not in panel.status.value
+    panel.session_cards[0].cancel.click()
+    await panel.wait_idle(30)  # cancelled: its card stops following
+    panel.form.find.click()
+    await panel.wait_idle(30)
+    shown = [row.offer for row in panel.table.rows]
+    panel.close()  # closing lets go of them too
+    await until(lambda: all(o.phase == Phase.REJECTED for o in shown), timeout=15)
+    assert {await phase_on_broker(o, alpha) for o in shown} == {Phase.REJECTED}

@@ -449,7 +449,9 @@ class KubernetesPlatform(Platform):
                 )
         if request.data:
             no(
-                "data staging is not available on this broker yet",
+                "the Kubernetes platform does not stage data yet: the data would have to be "
+                "copied into the session's PVC (by the broker or an init container) before the "
+                "pod starts, which this broker does not do (see docs/data.md)",
                 data_kinds=", ".join(sorted({d.kind for d in request.data})),
             )
         if request.storage and self.storage_gib <= 0:

@@ -626,7 +626,8 @@ class OpenStackPlatform(Platform):
         problems += self._check_quota(request)
         if request.data:
             no(
-                "data staging is not available on this broker yet",
+                "the OpenStack platform does not stage data yet: its servers get no volumes "
+                "from this broker, so there is nowhere to put the data (see docs/data.md)",
                 data_kinds=", ".join(sorted({d.kind for d in request.data})),
             )
         if request.storage:

@@ -11,8 +11,9 @@
   ``sbatch --test-only``; an accepted estimate is submitted at once with ``--begin`` (the
   window's start) and ``--deadline`` (its latest start + the duration), without a reservation.
 * The job runs the broker's session runner (:mod:`eb_broker.platforms.local_runner`) on the
-  node, in ``<work_dir>/<uuid>/`` on the shared file system: notebooks (papermill) and Jupyter
-  servers are handled and reported exactly as on the local platform.
+  node, in ``<work_dir>/<uuid>/`` on the shared file system: notebooks (papermill), notebook
+  batches (one job per chunk of inputs) and Jupyter servers are handled and reported exactly as
+  on the local platform.
 * :meth:`~SlurmPlatform.poll` makes one ``squeue --json`` call for every session; while
   slurmctld is unreachable sessions stay as they are (``UNKNOWN``) and new requests get NO
   with ``urn:platform-unavailable``.
@@ -41,6 +42,7 @@ from eb_sdk.model import (
     JupyterNotebook,
     JupyterServer,
     MessageItem,
+    NotebookBatch,
     SimpleComputeResource,
     SimpleSessionConnector,
     SingularityContainer,
@@ -52,6 +54,7 @@ from eb_sdk.model.sessions import ConnectorStatus
 from ...scheduling import Capacity, Demand, Resources, Timeline
 from .. import local_runner as rn
 from ..base import EstimatedSlot, Platform, PlatformState, PlatformStatus, SessionSpec
+from ..batch import batch_problems, with_batch_progress
 from ..local import (
     JUPYTER_SERVER_CONNECTOR,
     LaunchError,
@@ -320,6 +323,14 @@ class SlurmPlatform(Platform):
     kernel_start_timeout = Float(
         120.0, config=True, help="Seconds a notebook's kernel may take to start."
     )
+    batch_workers_per_core = Float(
+        2.0,
+        config=True,
+        help=(
+            "Inputs of a notebook batch that run at once in its job, per core (see "
+            "LocalPlatform.batch_workers_per_core; a request may ask for fewer)."
+        ),
+    )
 
     @default("python")
     def _python_default(self) -> str:
@@ -487,7 +498,7 @@ class SlurmPlatform(Platform):
         ]
 
     def executable_kinds(self) -> list[str]:
-        kinds = [JupyterNotebook.KIND, JupyterServer.KIND]
+        kinds = [JupyterNotebook.KIND, JupyterServer.KIND, NotebookBatch.KIND]
         if self.engine:
             kinds.append(SingularityContainer.KIND)
         return kinds
@@ -537,11 +548,8 @@ class SlurmPlatform(Platform):
                     f"(or file:// URLs), not {_location_scheme(executable.location)}://",
                     location=executable.location,
                 )
-        if request.data:
-            no(
-                "data staging is not available on this broker yet",
-                data_kinds=", ".join(sorted({d.kind for d in request.data})),
-            )
+        elif isinstance(executable, NotebookBatch):
+            problems += batch_problems(executable, "Slurm")
         compute = request.compute
         if isinstance(compute, SimpleComputeResource):
             if compute.accelerators:
@@ -589,6 +597,10 @@ class SlurmPlatform(Platform):
 
     def preparation(self, request: ExecutionRequest) -> timedelta:
         return timedelta(seconds=self.preparation_seconds)
+
+    def staging_dir(self) -> str | None:
+        """``<work_dir>/.eb-staging``: on the shared file system, so every node sees it."""
+        return str(self._work_path() / ".eb-staging")
 
     async def estimate(
         self, request: ExecutionRequest, demand: Demand, now: datetime
@@ -723,6 +735,7 @@ class SlurmPlatform(Platform):
             notebook_cwd=self.notebook_cwd,
             server_start_timeout=self.server_start_timeout,
             kernel_start_timeout=self.kernel_start_timeout,
+            batch_workers_per_core=self.batch_workers_per_core,
             stop_timeout=self.stop_timeout,
             python=self.python,
             cores=1,
@@ -962,7 +975,8 @@ class SlurmPlatform(Platform):
                 self._holds[spec.uuid] = (spec.start, spec.end)
             job_id = spec.handle.get("job_id")
             job = by_id.get(job_id) if job_id else by_name.get(self.job_name(spec))
-            out[spec.uuid] = status = self._status_of(spec, job, recorded[spec.uuid])
+            status = self._status_of(spec, job, recorded[spec.uuid])
+            out[spec.uuid] = status = with_batch_progress(self.session_dir(spec), status)
             note = spec.handle.get("memory_note")
             if note and status.state in (PlatformState.PREPARING, PlatformState.RUNNING):
                 padded = int(spec.handle.get("reserved_cores") or 0) > spec.resources.cores
@@ -1208,7 +1222,7 @@ def _write_job_id(session_dir: Path, job_id: int) -> None:
 
 def _chown_tree(path: Path, uid: int, gid: int) -> None:
     for item in [path, *path.rglob("*")]:
-        os.chown(item, uid, gid)
+        os.chown(item, uid, gid, follow_symlinks=False)  # not the staged data links point to
 
 
 def _memory_note(cores: int, reserved: int, memory_gib: int) -> str:
