@@ -6,13 +6,13 @@ GET      ``/eb/sessions?finished_hours=24``            my sessions on every brok
 POST     ``/eb/sessions/<broker>/<uuid>/cancel``       cancel one
 POST     ``/eb/offers``                                offers for a notebook of this server
 POST     ``/eb/offers/<set>/<uuid>/accept|reject``     decide one offer (body: ``{"broker": ...}``)
-GET      ``/eb/batches``                               my batches (empty without the batch API)
-POST     ``/eb/batches/<id>/reopen``                   re-open a failed run (body: ``{"input":…}``)
+GET      ``/eb/batches``                               my batch runs (``eb.batches()``)
+POST     ``/eb/batches/<id>/reopen``                   re-open a failed run (body: ``{"run":…}``)
 =======  ============================================  ============================================
 
 Errors are JSON ``{"message": ...}`` with a status that says whose fault it is: 400 for what
 the user typed (the SDK's :class:`InvalidRequest` text), 404/409/410 for a session or offer
-that is gone, taken or expired, 501 without the batch API, 502/504 when the brokers failed.
+that is gone, taken or expired, 502/504 when the brokers failed.
 """
 
 from __future__ import annotations
@@ -53,8 +53,6 @@ def status_of(exc: EBError) -> int:
         return 410
     if isinstance(exc, Conflict):
         return 409
-    if isinstance(exc, batches.BatchesUnavailable):
-        return 501
     if isinstance(exc, Timeout):
         return 504
     return 502
@@ -137,10 +135,13 @@ class BatchesHandler(EBHandler):
 class ReopenHandler(EBHandler):
     @tornado.web.authenticated
     async def post(self, batch_id: str) -> None:
-        run_input = str(self.body().get("input") or "")
+        body = self.body()
+        run = str(body.get("run") or body.get("input") or "")
+        if not run:
+            raise tornado.web.HTTPError(400, 'name the failed run to re-open: {"run": <run id>}')
 
         async def work() -> dict[str, Any]:
-            session = await batches.reopen(batch_id, run_input)
+            session = await batches.reopen(batch_id, run)
             return {"session": session_view(session, self.backend.root)}
 
         await self.reply(work())

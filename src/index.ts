@@ -19,6 +19,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { RunDialogBody, RunFields } from './dialog';
+import { failingCellIndex, ICellInfo } from './failing';
 import { EBModel } from './model';
 import { IToast } from './notify';
 import { EBSidebar } from './sidebar';
@@ -73,7 +74,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
       await widget.context.ready;
       await widget.revealed;
       const notebook = widget.content;
-      notebook.activeCellIndex = cell;
+      const cells: ICellInfo[] = [];
+      const list = notebook.model?.cells;
+      for (let i = 0; list && i < list.length; i++) {
+        const c = list.get(i);
+        const tags = c.getMetadata('tags');
+        cells.push({ tags: Array.isArray(tags) ? tags.map(String) : [], source: c.sharedModel.getSource() });
+      }
+      notebook.activeCellIndex = failingCellIndex(cells, cell) ?? cell;
       if (notebook.activeCell) {
         await notebook.scrollToCell(notebook.activeCell, 'center');
       }

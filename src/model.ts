@@ -12,6 +12,7 @@ import { relative, parseTime } from './format';
 import {
   DEFAULT_SETTINGS,
   IBatch,
+  IFailedRun,
   IBroker,
   IOffer,
   IOfferSet,
@@ -196,11 +197,12 @@ export class EBModel {
 
   // -- batches -------------------------------------------------------------------------------
 
-  async reopen(batch: IBatch, input: string): Promise<void> {
-    await this._act(`reopen:${batch.id}:${input}`, async () => {
+  async reopen(batch: IBatch, run: IFailedRun): Promise<void> {
+    const input = run.input;
+    await this._act(`reopen:${batch.id}:${run.run}`, async () => {
       const answer = await postAPI<{ session: ISession }>(
         `batches/${encodeURIComponent(batch.id)}/reopen`,
-        { input }
+        { run: run.run, input }
       );
       this._planner.track(answer.session);
       this._toasts.emit({

@@ -384,6 +384,7 @@ export class EBSidebar extends Widget {
           .filter(([, n]) => n)
           .map(([phase, n]) => h('span', { class: `eb-count eb-count-${phase.toLowerCase()}` }, `${n} ${phase}`))
       ),
+      b.error ? h('div', { class: 'eb-error' }, b.error) : null,
       b.failed.length
         ? this._details(
             b.id,
@@ -402,8 +403,8 @@ export class EBSidebar extends Widget {
                         this._actions.open(run.lab_path!, run.cell ?? undefined)
                       )
                     : null,
-                  button('Re-open interactively', 'eb-reopen', () => void this.model.reopen(b, run.input), {
-                    disabled: this.model.busy.has(`reopen:${b.id}:${run.input}`),
+                  button('Re-open interactively', 'eb-reopen', () => void this.model.reopen(b, run), {
+                    disabled: this.model.busy.has(`reopen:${b.id}:${run.run}`),
                     title: 'Book a Jupyter server now with this notebook, its parameters and this input'
                   })
                 )

@@ -71,6 +71,8 @@ export interface IOfferSet {
 }
 
 export interface IFailedRun {
+  /** The run's id in its batch (names its output; what a re-open asks for). */
+  run: string;
   input: string;
   error: string;
   cell: number | null;
@@ -86,6 +88,8 @@ export interface IBatch {
   counts: Record<string, number>;
   done: boolean;
   finished: string | null;
+  /** Why the batch stopped placing runs (nobody can run it), or null. */
+  error: string | null;
   failed: IFailedRun[];
 }
 

@@ -8,9 +8,9 @@ eb-brokers.
    of both brokers in the sidebar, Accept, the toast, and the COMPLETED toast.
 3. An interactive Jupyter server booked from code: AVAILABLE, its link on the card and in the
    toast; Cancel stops it.
-4. The batch section, with a stand-in for the SDK's batch API (batch_standin.py): counts per
-   phase, the "batch finished" toast, a failed run's output notebook opened at the failing
-   cell, and "Re-open interactively" booking a real Jupyter server.
+4. The batch section with a real batch (``eb.map`` on the broker, three inputs, one failing):
+   the batch while it runs, the "batch finished" toast, the failed run's output notebook
+   opened at the failing cell, and "Re-open interactively" booking a real Jupyter server.
 
 Screenshots go to the test's tmp_path and are copied to tests/labextension/artifacts/ (not
 tracked). Uses the system Chromium at /usr/bin/chromium; no browser is ever downloaded.
@@ -245,25 +245,14 @@ def test_an_interactive_session_is_announced_available_with_its_link(
 
 
 @pytest.fixture
-def batch_lab(tmp_path: Path, lab_broker: BrokerProcess) -> Iterator[JupyterProcess]:
-    """JupyterLab whose eb_sdk has the stand-in batch API (see batch_standin)."""
-    base = tmp_path / "lab"
-    config = tmp_path / "batch_config.py"
-    config.write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {REPO_ROOT!r})\n"
-        "from tests.labextension.batch_standin import install\n"
-        f"install({str(base / 'root')!r}, {lab_broker.url!r}, {lab_broker.tokens['alice']!r})\n"
-    )
-    server = start_lab(base, server_env(lab_broker), (f"--config={config}",))
-    (server.root / "out").mkdir()
-    write_notebook(
-        server.root / "out" / "b.fits.ipynb",
-        "data = input_file",
-        "raise ValueError('cannot read ' + data)",
-        "print('never here')",
-        parameters="input_file = 'b.fits'",
-    )
+def batch_lab(
+    tmp_path: Path, lab_broker: BrokerProcess, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[JupyterProcess]:
+    """JupyterLab and this test sharing one batches directory, as a user's notebook kernel
+    and their Jupyter server share ``~/.eb/batches``; eb.map runs in this test's process."""
+    batches = tmp_path / "batches"
+    monkeypatch.setenv("EB_BATCHES", str(batches))
+    server = start_lab(tmp_path / "lab", {**server_env(lab_broker), "EB_BATCHES": str(batches)})
     yield server
     server.stop()
     print(f"jupyterlab log: {server.log}\n{server.tail(3000)}")
@@ -273,36 +262,58 @@ def test_batches_the_failed_run_at_its_cell_and_reopen_interactively(
     batch_lab: JupyterProcess, page: Any, shots: Path, lab_broker: BrokerProcess
 ) -> None:
     lab = batch_lab
+    gate = lab.root / "go"  # the runs wait for it: the test sees the batch while it runs
+    notebook = write_notebook(
+        lab.root / "fits.ipynb",
+        "import os, time\nwhile not os.path.exists(gate):\n    time.sleep(0.2)",
+        "data = input_file",
+        "if data == 'b.fits':\n    raise ValueError('cannot read ' + data)\nprint('read', data)",
+        parameters="input_file = ''\ngate = ''",
+    )
+    alpha = eb.Broker(lab_broker.url, name="alpha", token=lab_broker.tokens["alice"])
+    batch = eb.map(
+        notebook,
+        ["a.fits", "b.fits", "c.fits"],
+        parameters={"gate": str(gate)},
+        brokers=alpha,
+        name="fits",
+        output_dir=lab.root / "out",
+    )
     page.goto(f"{lab.url}/lab?token={lab.token}")
     sidebar = open_sidebar(page)
-    batch = sidebar.locator(".eb-batch[data-id='fits-0001']")
-    batch.locator(".eb-count", has_text="2 RUNNING").wait_for()
-    assert "1/3" in batch.inner_text()
+    card = sidebar.locator(f".eb-batch[data-id='{batch.id}']")
+    card.wait_for(timeout=60_000)
+    assert "0/3" in card.inner_text()
 
-    (lab.root / "batch-done").touch()
+    gate.touch()
+    batch.wait(timeout=300)
+    assert batch.status()["COMPLETED"] == 2 and batch.status()["FAILED"] == 1
     sidebar.locator("button.eb-refresh").click()
     toast(page, "Batch fits finished: 2 COMPLETED, 1 FAILED")
-    batch.locator(".eb-count", has_text="1 FAILED").wait_for()
-    batch.locator("summary", has_text="1 failed run").click()
-    run = batch.locator(".eb-failed-run", has_text="b.fits")
+    card.locator(".eb-count", has_text="1 FAILED").wait_for()
+    card.locator("summary", has_text="1 failed run").click()
+    run = card.locator(".eb-failed-run", has_text="b.fits")
     assert "ValueError: cannot read b.fits" in run.inner_text()
     page.screenshot(path=str(shots / "batch.png"))
 
-    # the output notebook opens at the failing cell
-    run.locator("button.eb-open-failed", has_text="Open at cell 2").click()
+    # the output notebook opens at the failing cell: index 3 of the submitted notebook, found
+    # below papermill's marks (its banner, the injected parameters, the note above the cell)
+    run.locator("button.eb-open-failed", has_text="Open at cell 3").click()
     active = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell.jp-mod-active")
     active.locator(".cm-content", has_text="raise ValueError").wait_for()
-    assert page.locator(".lm-TabBar-tab.lm-mod-current", has_text="b.fits.ipynb").count() == 1
+    assert page.locator(".lm-TabBar-tab.lm-mod-current", has_text="00001-b.ipynb").count() == 1
     page.screenshot(path=str(shots / "failing-cell.png"))
 
-    # "re-open interactively": a Jupyter server booked now, listed with the sessions
+    # "re-open interactively": a Jupyter server booked now with that run's parameters
     run.locator("button.eb-reopen").click()
     toast(page, "Re-opening b.fits interactively on alpha")
-    card = sidebar.locator(".eb-session", has_text="reopen b.fits")
-    card.wait_for()
-    card.locator(".eb-phase", has_text="AVAILABLE").wait_for(timeout=180_000)
+    session_card = sidebar.locator(".eb-session", has_text=f"debug {batch.id}")
+    session_card.wait_for()
+    session_card.locator(".eb-phase", has_text="AVAILABLE").wait_for(timeout=180_000)
+    copies = list(lab.root.glob("fits.debug-*.ipynb"))
+    assert len(copies) == 1 and "'b.fits'" in copies[0].read_text()
     page.screenshot(path=str(shots / "reopened.png"))
-    card.locator("button.eb-cancel").click()
-    card.locator(".eb-phase", has_text="CANCELLED").wait_for(timeout=180_000)
+    session_card.locator("button.eb-cancel").click()
+    session_card.locator(".eb-phase", has_text="CANCELLED").wait_for(timeout=180_000)
     for name in ("batch.png", "failing-cell.png", "reopened.png"):
         save(shots, name)

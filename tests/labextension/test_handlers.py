@@ -190,13 +190,16 @@ def test_a_nested_notebook_path_is_read_below_the_root(api: httpx.Client) -> Non
     assert answer.json()["what"].startswith("sub/nested.ipynb:")
 
 
-def test_batches_without_the_batch_api_are_an_empty_list(api: httpx.Client) -> None:
+def test_no_batches_yet_and_a_reopen_that_names_nothing(api: httpx.Client) -> None:
     answer = api.get("/eb/batches")
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"available": False, "batches": []}
-    reopen = api.post("/eb/batches/b1/reopen", json={"input": "a.fits"})
-    assert reopen.status_code == 501
-    assert "not available" in reopen.json()["message"]
+    assert answer.json() == {"available": True, "batches": []}
+    unknown = api.post("/eb/batches/b1/reopen", json={"run": "00000-a.fits"})
+    assert unknown.status_code == 404
+    assert unknown.json()["message"].startswith("no batch 'b1'")
+    nothing = api.post("/eb/batches/b1/reopen", json={})
+    assert nothing.status_code == 400
+    assert "name the failed run" in nothing.json()["message"]
 
 
 def test_without_brokers_the_sidebar_is_told_how_to_configure_them(tmp_path: Path) -> None:

@@ -1,10 +1,9 @@
 """What the sidebar is sent, built from SDK objects without a server (eb_labextension.views,
-.batches, .offerstore). The batch API is not in eb_sdk yet: the batch tests give the module
-the contract it reads (docs/labextension.md) the way the SDK will."""
+.batches, .offerstore). Batches are built from ``eb.batches()`` summaries (docs/batch.md);
+the browser test drives a real batch end to end."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,9 @@ import eb_sdk
 from eb_labextension import batches
 from eb_labextension.offerstore import OfferStore
 from eb_labextension.views import lab_path, sessions_view
-from eb_sdk import aio
 from eb_sdk.model import ScheduledExecutionSession
 from eb_sdk.offers import AsyncOffers
-from eb_sdk.sessions import AsyncSession, Session
+from eb_sdk.sessions import AsyncSession
 
 NOW = datetime(2026, 11, 21, 13, 0, tzinfo=UTC)
 ALPHA = eb_sdk.Broker("http://alpha.example", name="alpha", token="secret-token")
@@ -89,107 +87,96 @@ def test_sessions_live_first_then_recently_ended_and_no_credentials() -> None:
     assert "secret-token" not in repr(views)
 
 
-class Run:
-    """A failed run as the batch API describes it (attributes, no summary())."""
-
-    def __init__(self, input: str, cell: int) -> None:
-        self.input = input
-        self.error = {"name": "ValueError", "value": f"bad {input}"}
-        self.cell = cell
-        self.output = f"/home/u/work/out/{input}.ipynb"
-        self.reopened: dict[str, Any] = {}
-
-    def reopen(self, **kwargs: Any) -> Session:
-        self.reopened = kwargs
-        return Session(wire("f", "WAITING", NOW), ALPHA)
-
-
-@dataclass
-class Batch:
-    """A batch as the batch API describes it: summary() and failed()."""
-
-    id: str = "b1"
-    runs: list[Run] = field(default_factory=lambda: [Run("a.fits", 4), Run("b.fits", 2)])
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "notebook": "/home/u/work/analysis.ipynb",
-            "counts": {"COMPLETED": 198, "FAILED": 2},
-            "done": True,
-            "finished": NOW,
-            "failed": self.runs,
-        }
-
-    def failed(self) -> list[Run]:
-        return self.runs
-
-    @classmethod
-    def load(cls, batch_id: str) -> Batch:
-        return LOADED[batch_id]
-
-
-LOADED = {"b1": Batch()}
-
-
-async def test_batches_without_the_api_are_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(eb_sdk, "batches", raising=False)
-    monkeypatch.delattr(aio, "batches", raising=False)
-    assert batches.available() is False
-    assert await batches.list_batches(Path("/home/u/work")) == {"available": False, "batches": []}
-    monkeypatch.delattr(eb_sdk, "Batch", raising=False)
-    with pytest.raises(batches.BatchesUnavailable):
-        await batches.reopen("b1", "a.fits")
+#: A batch as ``eb.batches()`` lists it (docs/batch.md): two failed runs, one with a cell.
+SUMMARY: dict[str, Any] = {
+    "id": "20261121-130000-analysis-1a2b",
+    "name": None,
+    "notebook": "/home/u/work/analysis.ipynb",
+    "parameter": "input_file",
+    "created": "2026-11-21T12:00:00Z",
+    "updated": "2026-11-21T13:00:00Z",
+    "directory": "/home/u/.eb/batches/20261121-130000-analysis-1a2b",
+    "total": 200,
+    "counts": {"PENDING": 0, "RUNNING": 0, "COMPLETED": 198, "FAILED": 2},
+    "done": True,
+    "cancelled": False,
+    "error": None,
+    "failed": [
+        {
+            "index": 3,
+            "id": "00003-a.fits",
+            "input": "a.fits",
+            "output": "/home/u/work/out/00003-a.fits.ipynb",
+            "cell": 4,
+            "ename": "ValueError",
+            "evalue": "bad a.fits",
+            "message": "cell 4 raised ValueError: bad a.fits",
+            "broker": "alpha",
+            "session": uid("a"),
+        },
+        {
+            "index": 7,
+            "id": "00007-x",
+            "input": {"path": "x.fits", "band": 2},
+            "output": None,
+            "cell": None,
+            "ename": None,
+            "evalue": None,
+            "message": "the session ended before this input ran",
+            "broker": "alpha",
+            "session": uid("b"),
+        },
+    ],
+}
 
 
-async def test_batches_through_the_sync_api(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(eb_sdk, "batches", lambda: [Batch()], raising=False)
-    found = await batches.list_batches(Path("/home/u/work"))
-    assert found["available"] is True
-    [view] = found["batches"]
+def test_a_batch_as_the_sidebar_shows_it() -> None:
+    view = batches.batch_view(SUMMARY, Path("/home/u/work"))
     assert view == {
-        "id": "b1",
+        "id": "20261121-130000-analysis-1a2b",
         "name": "analysis.ipynb",
         "notebook": "/home/u/work/analysis.ipynb",
         "total": 200,
-        "counts": {"COMPLETED": 198, "FAILED": 2},
+        "counts": {"PENDING": 0, "RUNNING": 0, "COMPLETED": 198, "FAILED": 2},
         "done": True,
         "finished": "2026-11-21T13:00:00Z",
+        "error": None,
         "failed": [
             {
+                "run": "00003-a.fits",
                 "input": "a.fits",
                 "error": "ValueError: bad a.fits",
                 "cell": 4,
-                "output": "/home/u/work/out/a.fits.ipynb",
-                "lab_path": "out/a.fits.ipynb",
+                "output": "/home/u/work/out/00003-a.fits.ipynb",
+                "lab_path": "out/00003-a.fits.ipynb",
             },
             {
-                "input": "b.fits",
-                "error": "ValueError: bad b.fits",
-                "cell": 2,
-                "output": "/home/u/work/out/b.fits.ipynb",
-                "lab_path": "out/b.fits.ipynb",
+                "run": "00007-x",
+                "input": '{"band":2,"path":"x.fits"}',
+                "error": "the session ended before this input ran",
+                "cell": None,
+                "output": None,
+                "lab_path": None,
             },
         ],
     }
 
 
-async def test_batches_through_the_async_api_as_dicts(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def listing() -> list[dict[str, Any]]:
-        return [{"id": "b2", "name": "run 2", "counts": {"RUNNING": 3}, "failed": []}]
+def test_a_running_batch_has_not_finished_and_says_why_it_stopped() -> None:
+    running = {**SUMMARY, "done": False, "name": "nightly", "error": "nobody can run it"}
+    view = batches.batch_view(running, None)
+    assert view["name"] == "nightly" and view["finished"] is None
+    assert view["error"] == "nobody can run it"
+    assert view["failed"][0]["lab_path"] is None  # no root: nothing to open in the lab
 
-    monkeypatch.setattr(aio, "batches", listing, raising=False)
-    [view] = (await batches.list_batches(None))["batches"]
-    assert view["name"] == "run 2" and view["total"] == 3 and view["done"] is False
 
-
-async def test_reopen_a_failed_run_interactively(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(eb_sdk, "Batch", Batch, raising=False)
-    session = await batches.reopen("b1", "b.fits")
-    assert isinstance(session, AsyncSession) and session.uuid == uid("f")
-    assert LOADED["b1"].runs[1].reopened == {"start": "now"}
+async def test_the_saved_batches_are_listed_from_their_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EB_BATCHES", str(tmp_path / "none-yet"))
+    assert await batches.list_batches(tmp_path) == {"available": True, "batches": []}
     with pytest.raises(eb_sdk.NotFound):
-        await batches.reopen("b1", "c.fits")
+        await batches.reopen("no-such-batch", "00000-a")
 
 
 def test_the_offer_store_keeps_the_newest_sets() -> None:

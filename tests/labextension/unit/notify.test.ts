@@ -129,6 +129,7 @@ describe('NotificationPlanner', () => {
       counts: { COMPLETED: 150, RUNNING: 50 },
       done: false,
       finished: null,
+      error: null,
       failed: []
     };
     expect(planner.batches([batch], OPTIONS)).toEqual([]);
