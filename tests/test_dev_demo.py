@@ -58,6 +58,12 @@ def test_dev_demo_starts_broker_and_lab(tmp_path: Path) -> None:
         assert "not recognized" not in broker_log, broker_log  # every option it is given exists
         status = httpx.get(lab[1].replace("/lab?", "/api/status?"), timeout=30)
         assert status.status_code == 200, status.text
+        # the Execution Broker extension is active in that JupyterLab and sees the broker
+        brokers = httpx.get(lab[1].replace("/lab?", "/eb/brokers?"), timeout=60)
+        assert brokers.status_code == 200, brokers.text
+        assert [(b["name"], b["ok"]) for b in brokers.json()["brokers"]] == [("local", True)]
+        page = httpx.get(lab[1], timeout=60).text
+        assert "jupyter-execution-broker" in page, "the labextension is not in the page config"
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
         try:
