@@ -138,9 +138,9 @@ class BatchRun:
         began = time.monotonic()
         parameters = {**(spec.get("parameters") or {}), spec["parameter"]: item.get("value")}
         try:
-            papermill.execute_notebook(
-                spec["notebook"],
-                output,
+            rn.execute_papermill(
+                input_path=spec["notebook"],
+                output_path=output,
                 parameters=parameters,
                 kernel_name=spec.get("kernel_name") or None,
                 language=self._language,

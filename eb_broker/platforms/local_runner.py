@@ -466,9 +466,9 @@ class Runner:
         # the kernel inherits it (e.g. EB_DATA_<NAME>: where the staged data is)
         os.environ.update({str(k): str(v) for k, v in (spec.get("environment") or {}).items()})
         try:
-            papermill.execute_notebook(
-                source,
-                output,
+            execute_papermill(
+                input_path=source,
+                output_path=output,
                 parameters=spec.get("parameters") or None,
                 kernel_name=spec.get("kernel_name") or None,
                 language=kernel_language(spec.get("kernel_name")),
@@ -606,6 +606,37 @@ class Runner:
         # whatever else is left in its process group
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+#: How often a notebook run is tried when its kernel dies before it answers (no cell ran).
+KERNEL_START_ATTEMPTS = 3
+
+
+def kernel_never_started(exc: BaseException) -> bool:
+    """Whether ``exc`` says the kernel died or hung before its first reply (``kernel_info``):
+    nothing of the notebook ran, so running it again is safe. Seen when several kernels start
+    at once (a batch's workers) and one loses the race for its TCP ports."""
+    text = str(exc)
+    return "kernel_info" in text or "Kernel didn't respond" in text
+
+
+def execute_papermill(**kwargs: Any) -> Any:
+    """``papermill.execute_notebook(**kwargs)``, tried again (up to
+    :data:`KERNEL_START_ATTEMPTS` times) when the kernel never started; any other failure,
+    and a cell's error, is raised as it is."""
+    import papermill
+
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        try:
+            return papermill.execute_notebook(**kwargs)
+        except papermill.PapermillExecutionError:
+            raise
+        except Exception as exc:
+            if attempt == KERNEL_START_ATTEMPTS or not kernel_never_started(exc):
+                raise
+            log.warning("the kernel did not start (%s): trying again (%d)", exc, attempt + 1)
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
 
 
 def kernel_language(kernel_name: str | None) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -198,3 +199,51 @@ def test_workers_are_capped_by_the_cores(tmp_path: Path) -> None:
         assert made["inputs"] == [
             {"id": "in-0", "value": "x", "output": str(tmp_path / spec.uuid / "outputs/in-0.ipynb")}
         ]
+
+
+def flaky_kernel(base: Path) -> str:
+    """A kernelspec (in ``base/share/jupyter/kernels``) whose first start dies at once, before
+    it answers ``kernel_info`` (as a kernel that lost the race for its ports does); later
+    starts are a real ipykernel. Returns its name."""
+    marker = base / "started-once"
+    script = base / "flaky_kernel.py"
+    script.write_text(
+        "import pathlib, sys\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "if not marker.exists():\n"
+        "    marker.touch()\n"
+        "    sys.exit(1)\n"
+        "from ipykernel import kernelapp\n"
+        "kernelapp.launch_new_instance()\n"
+    )
+    spec_dir = base / "share" / "jupyter" / "kernels" / "flaky"
+    spec_dir.mkdir(parents=True)
+    argv = [sys.executable, str(script), "-f", "{connection_file}"]
+    (spec_dir / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "flaky", "language": "python"})
+    )
+    return "flaky"
+
+
+def test_a_kernel_that_dies_before_it_answers_is_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kernel = flaky_kernel(tmp_path)
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "share" / "jupyter"))
+    notebook = write_notebook(tmp_path / "n.ipynb", "print('ran', x)", parameters="x = 0")
+    out = tmp_path / "out.ipynb"
+    rn.execute_papermill(
+        input_path=str(notebook),
+        output_path=str(out),
+        parameters={"x": 7},
+        kernel_name=kernel,
+        progress_bar=False,
+        start_timeout=60,
+    )
+    assert (tmp_path / "started-once").exists()  # the first start did die
+    assert "ran 7" in out.read_text()
+
+
+def test_a_kernel_failure_after_the_start_is_not_retried() -> None:
+    assert rn.kernel_never_started(RuntimeError("Kernel died before replying to kernel_info"))
+    assert not rn.kernel_never_started(RuntimeError("Kernel died"))  # a cell may have run
