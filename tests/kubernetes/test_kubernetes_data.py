@@ -20,6 +20,7 @@ from eb_sdk.model.times import parse_duration
 from tests.broker.helpers import accept
 from tests.conftest import BrokerFactory
 from tests.fixtures.data_server import DataServer
+from tests.fixtures.kubernetes import wait_for
 from tests.fixtures.notebooks import write_notebook
 from tests.fixtures.services import BrokerProcess
 from tests.kubernetes.conftest import Site
@@ -54,24 +55,9 @@ def staging_broker(site: Site, broker_factory: BrokerFactory, staging: Path) -> 
     )
 
 
-def staging_claim(site: Site, staging: Path) -> str:
-    """A ReadOnlyMany PV on the staging directory and the claim bound to it; returns the PV."""
-    volume = f"pv-{site.namespace}"
-    site.cluster.create(
-        "/api/v1/persistentvolumes",
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": volume},
-            "spec": {
-                "capacity": {"storage": "10Gi"},
-                "accessModes": ["ReadOnlyMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(staging)},
-            },
-        },
-    )
+def staging_claim(site: Site, staging: Path) -> None:
+    """The staging claim: ReadOnlyMany, bound by the PV controller to a PV on ``staging``."""
+    volume = site.persistent_volume(staging, "10Gi", "ReadOnlyMany")
     site.cluster.create(
         f"/api/v1/namespaces/{site.namespace}/persistentvolumeclaims",
         {
@@ -86,7 +72,6 @@ def staging_claim(site: Site, staging: Path) -> str:
             },
         },
     )
-    return volume
 
 
 def lead(offer: dict[str, Any]) -> timedelta:
@@ -117,35 +102,36 @@ def test_staged_data_is_mounted_from_the_staging_claim(
     body = data_request(
         str(notebook), {"obs": url}, mounts={"obs": ("/data/obs.bin", "READONLY")}, duration="PT10M"
     )
-    volume = staging_claim(site, staging)
-    try:
-        broker = staging_broker(site, broker_factory, staging)
-        with broker.client() as c:
-            answer = c.post("/requests", json=body).json()
-            assert answer["result"] == "YES", answer
-            first = answer["offers"][0]
-            planned = first["jeb:staging"]
-            assert planned["bytes"] == 2 * MIB and planned["cached_bytes"] == 0
-            assert planned["seconds"] > 0
-            # the preparation offered = the platform's start-up (1 s) + the predicted transfer
-            preparing = parse_duration(first["schedule"]["preparing"]["duration"])
-            assert preparing == timedelta(seconds=1 + math.ceil(planned["seconds"]))
-            uuid = first["meta"]["uuid"]
-            assert accept(c, first["meta"]["url"]).status_code == 200
+    staging_claim(site, staging)
+    broker = staging_broker(site, broker_factory, staging)
+    with broker.client() as c:
+        answer = c.post("/requests", json=body).json()
+        assert answer["result"] == "YES", answer
+        first = answer["offers"][0]
+        planned = first["jeb:staging"]
+        assert planned["bytes"] == 2 * MIB and planned["cached_bytes"] == 0
+        assert planned["seconds"] > 0
+        # the preparation offered = the platform's start-up (1 s) + the predicted transfer
+        preparing = parse_duration(first["schedule"]["preparing"]["duration"])
+        assert preparing == timedelta(seconds=1 + math.ceil(planned["seconds"]))
+        uuid = first["meta"]["uuid"]
+        assert accept(c, first["meta"]["url"]).status_code == 200
 
-            session = wait_phase(c, first["meta"]["url"], {"RUNNING", *FINAL}, timeout=120)
-            assert session["jeb:staging"]["state"] == "staged", messages(session)
-            (pod,) = site.pods(f"eb-session={uuid}")
-            done = wait_phase(c, first["meta"]["url"], FINAL, timeout=120)
-            assert done["phase"] == "COMPLETED", (messages(done), broker.log()[-3000:])
+        (pod,) = wait_for(lambda: site.pods(f"eb-session={uuid}"), 120, "the session's pod")
+        session = c.get(first["meta"]["url"]).json()  # the pod is made once it is staged
+        assert session["jeb:staging"]["state"] == "staged", messages(session)
+        claim = site.cluster.get(
+            f"/api/v1/namespaces/{site.namespace}/persistentvolumeclaims/{CLAIM}"
+        )
+        assert claim["status"]["phase"] == "Bound"
+        done = wait_phase(c, first["meta"]["url"], FINAL, timeout=120)
+        assert done["phase"] == "COMPLETED", (messages(done), broker.log()[-3000:])
 
-            again = c.post("/requests", json=body).json()
-            assert again["result"] == "YES", again
-            second = again["offers"][0]
-            for offer in again["offers"]:
-                accept(c, offer["meta"]["url"], "REJECTED")
-    finally:
-        site.cluster.delete(f"/api/v1/persistentvolumes/{volume}")
+        again = c.post("/requests", json=body).json()
+        assert again["result"] == "YES", again
+        second = again["offers"][0]
+        for offer in again["offers"]:
+            accept(c, offer["meta"]["url"], "REJECTED")
 
     # the data is in the staging area, verified and read-only
     (entry,) = [e for e in (staging / "objects").iterdir() if (e / "data").exists()]
