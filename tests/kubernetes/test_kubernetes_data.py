@@ -72,6 +72,12 @@ def staging_claim(site: Site, staging: Path) -> None:
             },
         },
     )
+    path = f"/api/v1/namespaces/{site.namespace}/persistentvolumeclaims/{CLAIM}"
+    wait_for(
+        lambda: site.cluster.get(path)["status"].get("phase") == "Bound",
+        60,
+        "the staging claim bound to its PV by the PV controller",
+    )
 
 
 def lead(offer: dict[str, Any]) -> timedelta:
@@ -120,10 +126,6 @@ def test_staged_data_is_mounted_from_the_staging_claim(
         (pod,) = wait_for(lambda: site.pods(f"eb-session={uuid}"), 120, "the session's pod")
         session = c.get(first["meta"]["url"]).json()  # the pod is made once it is staged
         assert session["jeb:staging"]["state"] == "staged", messages(session)
-        claim = site.cluster.get(
-            f"/api/v1/namespaces/{site.namespace}/persistentvolumeclaims/{CLAIM}"
-        )
-        assert claim["status"]["phase"] == "Bound"
         done = wait_phase(c, first["meta"]["url"], FINAL, timeout=120)
         assert done["phase"] == "COMPLETED", (messages(done), broker.log()[-3000:])
 
