@@ -594,6 +594,7 @@ class BrokerCore:
             work_dir=self.work_dir,
             estimate=dict(row.estimate) if row.estimate else None,
             data=DataStaging.staged_data(row.staging),
+            data_storage_gib=DataStaging.storage_gib(row.staging),
         )
 
     # -- the archive and the staging cache --------------------------------------------------------

@@ -95,6 +95,10 @@ class SessionSpec:
     #: The request's data, staged by the broker before :meth:`Platform.launch` (empty when the
     #: request has none). The platform makes it appear at the mount paths.
     data: tuple[StagedData, ...] = ()
+    #: The GiB of ``resources.storage_gib`` booked for the request's data (counted as storage
+    #: wherever it is staged): a platform that reads the data from a shared staging area
+    #: (Kubernetes' staging claim) does not allocate it again with the session's own storage.
+    data_storage_gib: int = 0
 
     @property
     def duration(self) -> timedelta:

@@ -231,14 +231,20 @@ def resource_name(resource: AbstractDataResource, index: int) -> str:
     return str(name) if name else f"data-{index + 1}"
 
 
+def resource_ids(resource: AbstractDataResource, index: int) -> set[str]:
+    """What a volume mount's ``resource`` may name a data resource by: its name, its uuid."""
+    ids = {resource_name(resource, index)}
+    if resource.meta and resource.meta.uuid:
+        ids.add(str(resource.meta.uuid))
+    return ids
+
+
 def mount_for(request: ExecutionRequest, resource: AbstractDataResource, index: int) -> Mount:
     """Where ``resource`` is mounted: the compute resource's volume mount naming it (by name or
     uuid), else ``data/<name>``. Raises :class:`StagingError` for paths that leave the
     session's directory."""
     name = resource_name(resource, index)
-    ids = {name}
-    if resource.meta and resource.meta.uuid:
-        ids.add(str(resource.meta.uuid))
+    ids = resource_ids(resource, index)
     compute = request.compute
     for volume in (compute.volumes if compute else None) or []:
         if isinstance(volume, SimpleVolumeMount) and volume.resource in ids:

@@ -473,6 +473,11 @@ class DataStaging(LoggingConfigurable):
             )
         return tuple(out)
 
+    @staticmethod
+    def storage_gib(record: dict[str, Any] | None) -> int:
+        """The storage (GiB) a session booked for its data (as :attr:`Plan.storage_gib`)."""
+        return gib_ceil(int((record or {}).get("size_bytes") or 0))
+
     def release(self, record: dict[str, Any] | None) -> None:
         """A session ended: the retention of its data starts now."""
         if self.cache is None or not record:

@@ -35,12 +35,34 @@ class Site:
     namespace: str
     dir: Path
     nodes: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
 
     def add_node(self, suffix: str, **kwargs: Any) -> str:
         name = f"{NODE_PREFIX}{self.namespace}-{suffix}"
         labels = {"eb-test": self.namespace, **kwargs.pop("labels", {})}
         self.cluster.add_node(name, labels=labels, **kwargs)
         self.nodes.append(name)
+        return name
+
+    def persistent_volume(self, path: Path, size: str, mode: str = "ReadWriteOnce") -> str:
+        """A PersistentVolume on the host directory ``path`` (deleted after the test) for the
+        real PV controller to bind a claim to; returns its name."""
+        name = f"pv-{self.namespace}-{len(self.volumes)}"
+        self.cluster.create(
+            "/api/v1/persistentvolumes",
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": name},
+                "spec": {
+                    "capacity": {"storage": size},
+                    "accessModes": [mode],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "hostPath": {"path": str(path)},
+                },
+            },
+        )
+        self.volumes.append(name)
         return name
 
     def config(self, **options: Any) -> Path:
@@ -69,8 +91,11 @@ def site(k8s_cluster: K8sCluster, tmp_path: Path, request: pytest.FixtureRequest
     name = f"t{next(_counter)}-{request.node.name.removeprefix('test_')[:20]}".lower()
     name = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-")
     k8s_cluster.namespace(name)
-    yield Site(k8s_cluster, name, tmp_path)
+    site = Site(k8s_cluster, name, tmp_path)
+    yield site
     k8s_cluster.delete(f"/api/v1/namespaces/{name}")
+    for volume in site.volumes:
+        k8s_cluster.delete(f"/api/v1/persistentvolumes/{volume}")
 
 
 @pytest.fixture

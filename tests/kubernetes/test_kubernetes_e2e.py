@@ -417,21 +417,7 @@ def test_storage_is_a_pvc_mounted_in_the_pod(site: Site, k8s_broker: Any, tmp_pa
     PV controller to a PV the test provides), mounted in the pod; the notebook's output goes
     there and is copied out; the PVC is deleted on release."""
     site.add_node("a", cpu="4", memory="8Gi")
-    volume = f"pv-{site.namespace}"
-    site.cluster.create(
-        "/api/v1/persistentvolumes",
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": volume},
-            "spec": {
-                "capacity": {"storage": "5Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "hostPath": {"path": str(tmp_path / "pv")},
-            },
-        },
-    )
+    volume = site.persistent_volume(tmp_path / "pv", "5Gi")
     mount = tmp_path / "mounted"  # the mount path in the pod (the stand-in runs it here)
     mount.mkdir()
     broker = k8s_broker(storage_gib=10, storage_mount_path=str(mount), image_pull_seconds=0.0)
@@ -443,36 +429,33 @@ def test_storage_is_a_pvc_mounted_in_the_pod(site: Site, k8s_broker: Any, tmp_pa
         "schedule": {"requested": {"duration": "PT10M"}},
     }
     ns = f"/api/v1/namespaces/{site.namespace}"
-    try:
-        with broker.client() as c:
-            url, offer = book(c, body)
-            uuid = offer["meta"]["uuid"]
-            claim = f"eb-{uuid}-storage"
-            running = wait_phase(c, url, {"RUNNING", *FINAL})
-            assert running["phase"] == "RUNNING", (running, broker.log()[-3000:])
-            pvc = site.cluster.get(f"{ns}/persistentvolumeclaims/{claim}")
-            assert pvc["spec"]["resources"]["requests"] == {"storage": "2Gi"}
-            assert pvc["status"]["phase"] == "Bound" and pvc["spec"]["volumeName"] == volume
-            (pod,) = site.pods(f"eb-session={uuid}")
-            assert {"name": "storage", "persistentVolumeClaim": {"claimName": claim}} in pod[
-                "spec"
-            ]["volumes"]
-            mounts = pod["spec"]["containers"][0]["volumeMounts"]
-            assert {"name": "storage", "mountPath": str(mount)} in mounts
+    with broker.client() as c:
+        url, offer = book(c, body)
+        uuid = offer["meta"]["uuid"]
+        claim = f"eb-{uuid}-storage"
+        running = wait_phase(c, url, {"RUNNING", *FINAL})
+        assert running["phase"] == "RUNNING", (running, broker.log()[-3000:])
+        pvc = site.cluster.get(f"{ns}/persistentvolumeclaims/{claim}")
+        assert pvc["spec"]["resources"]["requests"] == {"storage": "2Gi"}
+        assert pvc["status"]["phase"] == "Bound" and pvc["spec"]["volumeName"] == volume
+        (pod,) = site.pods(f"eb-session={uuid}")
+        assert {"name": "storage", "persistentVolumeClaim": {"claimName": claim}} in pod["spec"][
+            "volumes"
+        ]
+        mounts = pod["spec"]["containers"][0]["volumeMounts"]
+        assert {"name": "storage", "mountPath": str(mount)} in mounts
 
-            done = wait_phase(c, url, FINAL)
-            assert done["phase"] == "COMPLETED", (done, broker.log()[-3000:])
-            assert (mount / f"{uuid}.ipynb").exists()  # written on the volume ...
-            cells = nbformat.read(done["jeb:outputs"]["notebook"], as_version=4).cells
-            assert "ok" in json.dumps([cell.get("outputs") for cell in cells])  # ... copied out
+        done = wait_phase(c, url, FINAL)
+        assert done["phase"] == "COMPLETED", (done, broker.log()[-3000:])
+        assert (mount / f"{uuid}.ipynb").exists()  # written on the volume ...
+        cells = nbformat.read(done["jeb:outputs"]["notebook"], as_version=4).cells
+        assert "ok" in json.dumps([cell.get("outputs") for cell in cells])  # ... copied out
 
-            def claim_gone() -> bool:
-                with site.cluster.api() as api:
-                    return api.get(f"{ns}/persistentvolumeclaims/{claim}").status_code == 404
+        def claim_gone() -> bool:
+            with site.cluster.api() as api:
+                return api.get(f"{ns}/persistentvolumeclaims/{claim}").status_code == 404
 
-            wait_for(claim_gone, 30, "the PVC deleted on release")
-    finally:
-        site.cluster.delete(f"/api/v1/persistentvolumes/{volume}")
+        wait_for(claim_gone, 30, "the PVC deleted on release")
 
 
 def test_api_outage_refuses_requests_and_sessions_recover(site: Site, k8s_broker: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from eb_broker.platforms.base import PlatformState, SessionSpec
+from eb_broker.platforms.base import PlatformState, SessionSpec, StagedData
 from eb_broker.platforms.kubernetes import KubernetesPlatform
 from eb_broker.platforms.kubernetes.objects import (
     KIND_CONTAINER,
@@ -25,6 +25,7 @@ from eb_broker.platforms.kubernetes.objects import (
     build_service,
     build_session,
     cluster_view,
+    data_volumes,
     extract_notebook,
     label_value,
     latest_events,
@@ -261,7 +262,9 @@ def test_storage_is_configured_and_quota_bounded() -> None:
 # -- building objects ---------------------------------------------------------------------------
 
 
-def spec_for(body: dict[str, Any], resources: Resources, uuid: str = "1234-abcd") -> SessionSpec:
+def spec_for(
+    body: dict[str, Any], resources: Resources, uuid: str = "1234-abcd", **more: Any
+) -> SessionSpec:
     return SessionSpec(
         uuid=uuid,
         owner="alice@example.org",
@@ -271,6 +274,7 @@ def spec_for(body: dict[str, Any], resources: Resources, uuid: str = "1234-abcd"
         start=NOW,
         end=NOW + timedelta(hours=2),
         preparation=timedelta(seconds=30),
+        **more,
     )
 
 
@@ -624,3 +628,133 @@ def test_check_refuses_what_it_cannot_run() -> None:
     problems = platform.check(ExecutionRequest.model_validate({"executable": batch}))
     assert [p.kind for p in problems] == ["urn:not-supported"]
     assert "notebook-batch" in str(problems[0])
+
+
+# -- staged data ----------------------------------------------------------------------------------
+
+STAGING = "/srv/eb-staging"
+CUBE = StagedData(
+    name="cube",
+    mount="data/cube.fits",
+    readonly=True,
+    env="EB_DATA_CUBE",
+    directory=False,
+    files=(("", f"{STAGING}/objects/aa11/data"),),
+)
+TILES = StagedData(
+    name="tiles",
+    mount="data/tiles",
+    readonly=True,
+    env="EB_DATA_TILES",
+    directory=True,
+    files=(
+        ("a/1.fits", f"{STAGING}/objects/bb22/data"),
+        ("2.fits", f"{STAGING}/objects/cc33/data"),
+    ),
+)
+DATA_KIND = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/data/simple-data-resource.yaml"
+VOLUME_KIND = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/volume/simple-volume-mount.yaml"
+
+
+def test_staged_data_is_mounted_from_the_staging_claim_by_subpath() -> None:
+    """One volume (the claim, read-only), a read-only subPath mount per staged file (a
+    directory resource: per file in it), and the environment as on the other platforms."""
+    built = data_volumes((CUBE, TILES), claim="eb-staging", root=STAGING)
+    assert built.volumes == [
+        {
+            "name": "eb-staging",
+            "persistentVolumeClaim": {"claimName": "eb-staging", "readOnly": True},
+        }
+    ]
+    assert built.mounts == [
+        {"name": "eb-staging", "mountPath": "/data/cube.fits", "subPath": "objects/aa11/data",
+         "readOnly": True},
+        {"name": "eb-staging", "mountPath": "/data/tiles/a/1.fits",
+         "subPath": "objects/bb22/data", "readOnly": True},
+        {"name": "eb-staging", "mountPath": "/data/tiles/2.fits", "subPath": "objects/cc33/data",
+         "readOnly": True},
+    ]  # fmt: skip
+    assert built.env == {
+        "EB_MOUNT_ROOT": "/",
+        "EB_DATA_CUBE": "/data/cube.fits",
+        "EB_DATA_TILES": "/data/tiles",
+    }
+    assert data_volumes((), claim="", root="") == data_volumes((), claim="x", root=STAGING)
+
+
+def test_staged_data_that_cannot_be_mounted_is_an_error() -> None:
+    with pytest.raises(ValueError, match="staging_claim"):
+        data_volumes((CUBE,), claim="", root=STAGING)
+    with pytest.raises(ValueError, match="not in the staging area"):
+        data_volumes((CUBE,), claim="eb-staging", root="/elsewhere")
+    writable = StagedData("copy", "scratch/c", False, "EB_DATA_COPY", False, CUBE.files)
+    with pytest.raises(ValueError, match="READWRITE"):
+        data_volumes((writable,), claim="eb-staging", root=STAGING)
+
+
+def test_notebook_pod_gets_its_staged_data_and_storage_without_the_data_size() -> None:
+    """The session booked its data's GiB as storage too; its PVC holds only what the request
+    asked for (none here: no PVC), and its data volume mount does not become the storage's."""
+    body = {
+        "executable": {"kind": NOTEBOOK, "location": "/home/jovyan/a.ipynb"},
+        "compute": {
+            "kind": COMPUTE,
+            "cores": {"min": 1},
+            "volumes": [{"kind": VOLUME_KIND, "resource": "cube", "path": "/data/cube.fits"}],
+        },
+        "data": [{"kind": DATA_KIND, "meta": {"name": "cube"}, "location": "http://x/c.fits"}],
+    }
+    settings = PodSettings(staging_claim="eb-staging", staging_root=STAGING)
+    spec = spec_for(body, Resources(1, 1, storage_gib=1), data=(CUBE,), data_storage_gib=1)
+    built = build_session(spec, settings, {}, token="t", now=NOW)
+    assert built.pvc is None
+    assert built.output == "/tmp/1234-abcd.ipynb"  # not on the read-only data mount
+    (container,) = built.pod["spec"]["containers"]
+    assert container["volumeMounts"] == [
+        {"name": "eb-staging", "mountPath": "/data/cube.fits", "subPath": "objects/aa11/data",
+         "readOnly": True}
+    ]  # fmt: skip
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {"EB_MOUNT_ROOT": "/", "EB_DATA_CUBE": "/data/cube.fits"}
+    # with storage of its own: a PVC of the requested 3 GiB (not 4), at storage_mount_path
+    spec = spec_for(body, Resources(1, 1, storage_gib=4), data=(CUBE,), data_storage_gib=1)
+    built = build_session(spec, settings, {}, token="t", now=NOW)
+    assert built.pvc is not None
+    assert built.pvc["spec"]["resources"]["requests"] == {"storage": "3Gi"}
+    names = [m["name"] for m in built.pod["spec"]["containers"][0]["volumeMounts"]]
+    assert names == ["storage", "eb-staging"]
+    assert built.pod["spec"]["containers"][0]["volumeMounts"][0]["mountPath"] == (
+        "/home/jovyan/work"
+    )
+
+
+def test_check_says_which_setting_enables_data_and_refuses_readwrite() -> None:
+    def body(mode: str) -> dict[str, Any]:
+        return {
+            **server_body(),
+            "compute": {
+                "kind": COMPUTE,
+                "volumes": [
+                    {"kind": VOLUME_KIND, "resource": "cube", "path": "/d/c", "mode": mode}
+                ],
+            },
+            "data": [{"kind": DATA_KIND, "meta": {"name": "cube"}, "location": "http://x/c"}],
+        }
+
+    request = ExecutionRequest.model_validate(body("READONLY"))
+    (problem,) = KubernetesPlatform().check(request)
+    assert problem.kind == "urn:not-supported" and "KubernetesPlatform.staging_claim" in str(
+        problem
+    )
+    assert KubernetesPlatform().staging_dir() is None
+    half = KubernetesPlatform(staging_claim="eb-staging")
+    (problem,) = half.check(request)
+    assert "DataStaging.staging_dir is not set" in str(problem)
+    from traitlets.config import Config
+
+    config = Config({"DataStaging": {"staging_dir": STAGING}})
+    platform = KubernetesPlatform(staging_claim="eb-staging", config=config)
+    assert platform.staging_dir() == STAGING
+    assert platform.check(request) == []
+    (problem,) = platform.check(ExecutionRequest.model_validate(body("READWRITE")))
+    assert problem.kind == "urn:not-supported" and "READWRITE" in str(problem)

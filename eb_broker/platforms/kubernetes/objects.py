@@ -9,6 +9,7 @@ Everything here works on plain JSON-shaped dicts as the API server sends and acc
 * a :class:`~eb_broker.platforms.base.SessionSpec` → the Pod (built with kubespawner's
   ``make_pod``, so our pods look like the ones JupyterHub sites already run), its Service
   (kubespawner's ``make_service``) and its PersistentVolumeClaim (``make_pvc``);
+* staged data → the staging claim as a volume and a read-only ``subPath`` mount per file;
 * a Pod (+ its events) → :class:`PodReading`, the session's platform state and messages.
 """
 
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from pathlib import PurePosixPath
 from typing import Any
 
 from eb_sdk.model import (
@@ -36,7 +38,9 @@ from eb_sdk.model import (
 from eb_sdk.model import messages as msg
 
 from ...scheduling import Resources
-from ..base import PlatformState, SessionSpec
+from ...staging.mounts import placements, staged_env
+from ...staging.objects import resource_ids
+from ..base import PlatformState, SessionSpec, StagedData
 
 # -- labels ---------------------------------------------------------------------------------------
 
@@ -629,6 +633,9 @@ class PodSettings:
     uid: int | None = None
     gid: int | None = None
     fs_gid: int | None = None
+    #: The PersistentVolumeClaim of the staging area, and where the broker sees its root.
+    staging_claim: str = ""
+    staging_root: str = ""
 
 
 def _serialize(obj: Any) -> Any:
@@ -687,6 +694,64 @@ def server_args(command: list[str], port: int, root_dir: str | None) -> list[str
     if root_dir:
         args.append(f"--ServerApp.root_dir={root_dir}")
     return args
+
+
+# -- staged data ----------------------------------------------------------------------------------
+
+#: The name of the staging claim's volume in session pods.
+STAGING_VOLUME = "eb-staging"
+
+
+@dataclass(frozen=True)
+class DataVolumes:
+    """What a pod needs to see its staged data: the staging claim as one volume, a read-only
+    mount per staged file, and the environment naming the paths."""
+
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def data_volumes(data: tuple[StagedData, ...], *, claim: str, root: str) -> DataVolumes:
+    """The staging claim ``claim`` (the storage the broker stages into, seen by the broker at
+    ``root``) mounted once per staged file: at ``/<mount path>`` (a directory resource: at
+    each of its files), ``subPath`` = the cached file relative to ``root``, read-only, so no
+    session can change the shared cache. ``EB_MOUNT_ROOT`` is ``/`` and ``EB_DATA_<NAME>``
+    the path, as on the other platforms. Raises ValueError for what cannot be mounted."""
+    if not data:
+        return DataVolumes()
+    if not claim or not root:
+        raise ValueError(
+            "the session has staged data, but KubernetesPlatform.staging_claim or "
+            "DataStaging.staging_dir is not set"
+        )
+    base = PurePosixPath(root)
+    mounts = []
+    for item in data:
+        if not item.readonly:
+            raise ValueError(
+                f"data {item.name}: READWRITE data mounts are not supported on Kubernetes"
+            )
+        for target, source in placements(item):
+            try:
+                sub = PurePosixPath(source).relative_to(base)
+            except ValueError:
+                raise ValueError(
+                    f"data {item.name}: the staged file {source} is not in the staging area {root}"
+                ) from None
+            mounts.append(
+                {
+                    "name": STAGING_VOLUME,
+                    "mountPath": f"/{target}",
+                    "subPath": str(sub),
+                    "readOnly": True,
+                }
+            )
+    volume = {
+        "name": STAGING_VOLUME,
+        "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
+    }
+    return DataVolumes([volume], mounts, staged_env(data, "/"))
 
 
 # -- the executed notebook, out of the pod through its log ----------------------------------
@@ -789,10 +854,13 @@ def build_session(
     amounts = resource_amounts(spec.resources, pools)
     image = image_of(request, str(profile.get("image") or settings.image))
 
+    data = data_volumes(spec.data, claim=settings.staging_claim, root=settings.staging_root)
     pvc = None
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
-    if spec.resources.storage_gib > 0:
+    # the data's storage is booked too, but the data is read from the staging claim
+    storage_gib = spec.resources.storage_gib - spec.data_storage_gib
+    if storage_gib > 0:
         storage_class = profile.get("storage_class", settings.storage_class) or None
         pvc = _serialize(
             make_pvc(
@@ -800,7 +868,7 @@ def build_session(
                 storage_class=storage_class,
                 access_modes=["ReadWriteOnce"],
                 selector=None,
-                storage=f"{spec.resources.storage_gib}Gi",
+                storage=f"{storage_gib}Gi",
                 labels=session_labels(spec, settings, kind),
                 annotations={ANNOTATION_OWNER: spec.owner},
             )
@@ -843,6 +911,8 @@ def build_session(
         if executable.entrypoint:
             command = [executable.entrypoint]
 
+    env.update(data.env)
+
     seconds_left = max(int((spec.end - now).total_seconds()), 1)
     extra_pod_config: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -871,8 +941,8 @@ def build_session(
         fs_gid=profile.get("fs_gid", settings.fs_gid),
         privileged=bool(isinstance(executable, DockerContainer) and executable.privileged),
         env=env,
-        volumes=volumes,
-        volume_mounts=mounts,
+        volumes=[*volumes, *data.volumes],
+        volume_mounts=[*mounts, *data.mounts],
         labels=labels,
         annotations=annotations,
         cpu_limit=_cpu(amounts),
@@ -903,9 +973,11 @@ def _extended(amounts: Mapping[str, str]) -> dict[str, str] | None:
 
 
 def _storage_mount_path(request: ExecutionRequest, default: str) -> str:
+    """The first volume mount path that is not a data resource's (those are staged data)."""
+    data = {i for n, d in enumerate(request.data or []) for i in resource_ids(d, n)}
     for volume in getattr(request.compute, "volumes", None) or []:
         path = getattr(volume, "path", None)
-        if path:
+        if path and getattr(volume, "resource", None) not in data:
             return str(path)
     return default
 

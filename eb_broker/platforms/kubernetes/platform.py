@@ -31,6 +31,7 @@ from eb_sdk.model.kinds import kind_label
 from eb_sdk.model.sessions import ConnectorStatus
 
 from ...scheduling import Capacity, Resources
+from ...staging.objects import StagingError, mount_for, resource_name
 from ..base import Platform, PlatformState, PlatformStatus, PlatformUnavailable, SessionSpec
 from .client import JSON, SERVICE_ACCOUNT_DIR, KubeClient, KubeError, KubeUnavailable
 from .objects import (
@@ -258,6 +259,15 @@ class KubernetesPlatform(Platform):
         config=True,
         help="Where a session's PVC is mounted (a volume mount path in the request wins).",
     )
+    staging_claim = Unicode(
+        "",
+        config=True,
+        help="Name of a PersistentVolumeClaim in the namespace (ReadOnlyMany or ReadWriteMany) "
+        "on the storage the broker stages data into: NFS, CephFS or the like, also mounted on "
+        "the broker's host at DataStaging.staging_dir (set that too). Session pods mount the "
+        "staged files from it read-only at their mount paths. Empty (default): requests with "
+        "data resources get NO.",
+    )
     foreign_pod_hours = Float(
         336.0,
         config=True,
@@ -319,6 +329,8 @@ class KubernetesPlatform(Platform):
             uid=self.uid,
             gid=self.gid,
             fs_gid=self.fs_gid,
+            staging_claim=self.staging_claim,
+            staging_root=self.staging_dir() or "",
         )
 
     def _mark_unavailable(self, reason: str) -> None:
@@ -448,12 +460,8 @@ class KubernetesPlatform(Platform):
                     msg.error(msg.POLICY, "privileged containers are not allowed on this broker")
                 )
         if request.data:
-            no(
-                "the Kubernetes platform does not stage data yet: the data would have to be "
-                "copied into the session's PVC (by the broker or an init container) before the "
-                "pod starts, which this broker does not do (see docs/data.md)",
-                data_kinds=", ".join(sorted({d.kind for d in request.data})),
-            )
+            for problem in self._data_problems(request):
+                no(problem, data_kinds=", ".join(sorted({d.kind for d in request.data})))
         if request.storage and self.storage_gib <= 0:
             no("this broker offers no storage (KubernetesPlatform.storage_gib is 0)")
         if self._view is not None and self._view.pods_left == 0:
@@ -480,6 +488,42 @@ class KubernetesPlatform(Platform):
             selector.update(self.profiles[named].get("node_selector") or {})
         problems += self._node_fit(request, selector, named)
         return problems
+
+    def _data_problems(self, request: ExecutionRequest) -> list[str]:
+        """Why this broker cannot give ``request`` its data (no staging claim, READWRITE)."""
+        if not self.staging_claim:
+            return [
+                "this broker's Kubernetes platform does not stage data: that needs "
+                "KubernetesPlatform.staging_claim, a ReadOnlyMany PersistentVolumeClaim on "
+                "the storage the broker stages into (see docs/platforms/kubernetes.md)"
+            ]
+        if not self.staging_dir():
+            return [
+                f"KubernetesPlatform.staging_claim is {self.staging_claim!r} but "
+                "DataStaging.staging_dir is not set: the broker does not know where it sees "
+                "the claim's storage"
+            ]
+        out = []
+        for index, resource in enumerate(request.data or []):
+            try:
+                mount = mount_for(request, resource, index)
+            except StagingError:
+                continue  # the staging plan says why
+            if not mount.readonly:
+                out.append(
+                    f"data {resource_name(resource, index)}: READWRITE data mounts are not "
+                    "supported on Kubernetes (the data is mounted read-only from the staging "
+                    "claim): mount it READONLY and copy it in the session"
+                )
+        return out
+
+    def staging_dir(self) -> str | None:
+        """``DataStaging.staging_dir`` when a staging claim is set: the claim's storage as the
+        broker sees it (None otherwise: requests with data get NO)."""
+        if not self.staging_claim:
+            return None
+        configured = str((self.config.get("DataStaging") or {}).get("staging_dir") or "")
+        return str(Path(configured).expanduser().absolute()) if configured else None
 
     def _selectable(self) -> dict[str, str]:
         types = [k.type for k in accelerator_kinds(self.accelerators)]
