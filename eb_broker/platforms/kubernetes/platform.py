@@ -11,7 +11,7 @@ import importlib
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from eb_sdk.model.kinds import kind_label
 from eb_sdk.model.sessions import ConnectorStatus
 
 from ...scheduling import Capacity, Resources
+from ...translate import utcnow
 from .._availability import TracksAvailability
 from .._probes import HttpProbe, jupyter_probe_url
 from ..base import (
@@ -75,10 +76,6 @@ URL_TEMPLATES = {
     "pod": "http://{pod_ip}:{port}/{prefix}",
     "service": "http://{service}.{namespace}.svc.cluster.local:{port}/{prefix}",
 }
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class KubernetesPlatform(TracksAvailability, Platform):
@@ -342,7 +339,7 @@ class KubernetesPlatform(TracksAvailability, Platform):
             node_selector=dict(self.node_selector),
             accelerators=accelerator_kinds(self.accelerators),
             storage_gib=self.storage_gib,
-            now=_utcnow(),
+            now=utcnow(),
             foreign_hold=timedelta(hours=self.foreign_pod_hours),
             tolerations=[
                 *self.tolerations,
@@ -596,7 +593,7 @@ class KubernetesPlatform(TracksAvailability, Platform):
             self._settings(),
             view.pools if view else {},
             token=secrets.token_hex(24),
-            now=_utcnow(),
+            now=utcnow(),
         )
         if built.pvc is not None:
             await self._create_ignoring_conflict("persistent_volume_claim", built.pvc)
@@ -683,7 +680,7 @@ class KubernetesPlatform(TracksAvailability, Platform):
             wanted,
         )
 
-        now = _utcnow()
+        now = utcnow()
         for uuid, (pod, reading) in readings.items():
             spec = wanted[uuid]
             state, messages = reading.state, list(reading.messages)

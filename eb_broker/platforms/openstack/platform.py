@@ -13,7 +13,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode
@@ -34,6 +34,7 @@ from eb_sdk.model.kinds import kind_label
 from eb_sdk.model.sessions import ConnectorStatus
 
 from ...scheduling import Capacity, Demand, Resources
+from ...translate import utcnow
 from .._api_objects import KIND_CONTAINER, KIND_NOTEBOOK, KIND_SERVER
 from .._availability import TracksAvailability
 from .._probes import HttpProbe, jupyter_probe_url
@@ -77,10 +78,6 @@ SSH_CONNECTOR = "urn:jeb:v1:connector:ssh"
 _PUBLIC_KEY = re.compile(
     r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-\S+|sk-\S+)\s+[A-Za-z0-9+/=]+(\s.*)?$"
 )
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -556,7 +553,7 @@ class OpenStackPlatform(TracksAvailability, Platform):
     def external_usage(self) -> list[tuple[str, datetime, datetime, Resources]]:
         if self._view is None or self._view.foreign.is_zero():
             return []
-        now = _utcnow()
+        now = utcnow()
         end = now + timedelta(hours=self.foreign_server_hours)
         return [("openstack:foreign-servers", now, end, self._view.foreign)]
 
@@ -964,7 +961,7 @@ class OpenStackPlatform(TracksAvailability, Platform):
         reading = read_server(server, interactive=interactive, ready=ready)
         state, messages = reading.state, list(reading.messages)
         updates: dict[str, Any] = {}
-        now = _utcnow()
+        now = utcnow()
 
         if reading.state in (PlatformState.RUNNING, PlatformState.AVAILABLE):
             updates.update(await self._attach_floating_ip(spec, server, messages))

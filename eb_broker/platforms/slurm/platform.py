@@ -50,6 +50,7 @@ from eb_sdk.model import messages as msg
 from eb_sdk.model.kinds import kind_label
 
 from ...scheduling import Capacity, Demand, Resources, Timeline
+from ...translate import utcnow
 from .. import local_runner as rn
 from .._availability import TracksAvailability
 from ..base import EstimatedSlot, Platform, PlatformState, PlatformStatus, SessionSpec
@@ -85,10 +86,6 @@ JOB_ID_FILE = "slurm_job_id"
 RESERVATION_FILE = "reservation.json"
 SCRIPT_FILE = "job.sh"
 _MIB_PER_GIB = 1024
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class SlurmPlatform(TracksAvailability, Platform):
@@ -478,7 +475,7 @@ class SlurmPlatform(TracksAvailability, Platform):
         self._ensure_loaded()
         # pending jobs where the offers' own queue model (estimator) expects them
         planned = self._queue(self._jobs) if self.estimator == "queue" else None
-        usage = self._view().usage(self._jobs, self._reservations, _utcnow(), planned=planned)
+        usage = self._view().usage(self._jobs, self._reservations, utcnow(), planned=planned)
         return [
             (u.key, u.start, u.end, Resources(cores=u.cores, memory_gib=u.memory_gib))
             for u in usage
@@ -673,7 +670,7 @@ class SlurmPlatform(TracksAvailability, Platform):
     def _queue(self, jobs: list[Job]) -> Timeline:
         """The simulated queue for this job listing (rebuilt only when the listing changed)."""
         if self._queue_cache is None or self._queue_cache[0] is not jobs:
-            timeline = simulate_queue(self._view(), jobs, self._reservations, _utcnow())
+            timeline = simulate_queue(self._view(), jobs, self._reservations, utcnow())
             self._queue_cache = (jobs, timeline)
         return self._queue_cache[1]
 
@@ -751,7 +748,7 @@ class SlurmPlatform(TracksAvailability, Platform):
         memory_mb = spec.resources.memory_gib * _MIB_PER_GIB
         request = ReservationRequest(
             name=name,
-            start=max(_ceil_second(spec.start), _ceil_second(_utcnow() + timedelta(seconds=1))),
+            start=max(_ceil_second(spec.start), _ceil_second(utcnow() + timedelta(seconds=1))),
             end=spec.end,
             user=account.pw_name,
             cores=self._view().cores_for_memory(cores, memory_mb),
