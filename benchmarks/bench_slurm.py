@@ -41,7 +41,7 @@ from eb_broker.platforms.slurm.objects import JobRequest
 from eb_broker.scheduling import Demand, Resources, Window
 from eb_sdk.model import ExecutionRequest, JupyterNotebook
 from eb_sdk.model.times import parse_instant
-from tests.fixtures.services import BrokerProcess, free_port
+from tests.fixtures.services import BrokerProcess, start_sqlite_broker
 from tests.fixtures.slurm import SlurmCluster, start_slurm
 
 NOTEBOOK = "https://www.purl.org/ivoa.net/Calycopis-openapi/schema/v1.0/kinds/executable/jupyter-notebook.yaml"
@@ -111,21 +111,16 @@ def reject(client: Any, offers: list[dict[str, Any]]) -> None:
 
 def slurm_broker(cluster: SlurmCluster, base: Path, prefix: str, *extra: str) -> BrokerProcess:
     """A real ``eb-broker --platform=slurm`` on the benchmark's cluster (no probe job)."""
-    base.mkdir(parents=True, exist_ok=True)
-    return BrokerProcess(
-        dir=base,
-        port=free_port(),
-        db_url=f"sqlite:///{base / 'ledger.sqlite'}",
-        args=(
-            "--platform=slurm",
-            f"--SlurmPlatform.slurm_conf={cluster.conf}",
-            "--SlurmPlatform.default_user=root",
-            f"--SlurmPlatform.reservation_prefix={prefix}",
-            "--SlurmPlatform.container_engine=",
-            f"--SlurmPlatform.python={sys.executable}",
-            *extra,
-        ),
-    ).start()
+    return start_sqlite_broker(
+        base,
+        "--platform=slurm",
+        f"--SlurmPlatform.slurm_conf={cluster.conf}",
+        "--SlurmPlatform.default_user=root",
+        f"--SlurmPlatform.reservation_prefix={prefix}",
+        "--SlurmPlatform.container_engine=",
+        f"--SlurmPlatform.python={sys.executable}",
+        *extra,
+    )
 
 
 def bench_latency(cluster: SlurmCluster, base: Path, n: int) -> list[str]:

@@ -36,6 +36,9 @@ from eb_sdk.model import ExecutionRequest, MessageItem, SimpleSessionConnector
 
 from ..scheduling import Capacity, Demand, Resources
 
+#: Connector kind of a Jupyter server session (the same on every platform that runs one).
+JUPYTER_SERVER_CONNECTOR = "urn:jeb:v1:connector:jupyter-server"
+
 
 class PlatformState(enum.StrEnum):
     """What a platform says about one session; the reconciler maps it to a session phase."""

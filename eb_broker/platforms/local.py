@@ -42,11 +42,8 @@ from eb_sdk.model.sessions import ConnectorStatus
 from ..scheduling import Capacity, Resources
 from ..staging.mounts import link_staged_data
 from . import local_runner as rn
-from .base import Platform, PlatformState, PlatformStatus, SessionSpec
+from .base import JUPYTER_SERVER_CONNECTOR, Platform, PlatformState, PlatformStatus, SessionSpec
 from .batch import batch_problems, batch_runner_spec, with_batch_progress
-
-#: Connector kind of an HTTP Jupyter server.
-JUPYTER_SERVER_CONNECTOR = "urn:jeb:v1:connector:jupyter-server"
 
 _GIB = 1024**3
 
@@ -356,17 +353,7 @@ class LocalPlatform(Platform):
             runner_spec = self._runner_spec(spec, session_dir)
         except LaunchError as exc:
             self.log.warning("cannot launch %s: %s", spec.uuid, exc)
-            now = rn.now_iso()
-            rn.write_json_atomic(
-                session_dir / rn.STATUS_FILE,
-                {
-                    "state": "FAILED",
-                    "pid": None,
-                    "started": now,
-                    "finished": now,
-                    "error": {"message": str(exc)},
-                },
-            )
+            rn.record_launch_failure(session_dir, str(exc), pid=None)
             return handle
         rn.write_json_atomic(session_dir / rn.SPEC_FILE, runner_spec)
         proc = self._start_runner(session_dir)
@@ -539,28 +526,7 @@ class LocalPlatform(Platform):
         handle = None
         if pid and pid != handle_pid:
             handle = {"dir": str(session_dir), "pid": pid}
-        state = str(status.get("state") or "PREPARING")
-        if state == "FAILED":
-            return PlatformStatus(
-                PlatformState.FAILED, [_failure_message(status)], handle=handle, outputs=outputs
-            )
-        if state == "AVAILABLE" and status.get("url"):
-            connector = SimpleSessionConnector(
-                kind=JUPYTER_SERVER_CONNECTOR,
-                protocol="HTTP",
-                location=str(status["url"]),
-                status=ConnectorStatus.AVAILABLE,
-            )
-            return PlatformStatus(
-                PlatformState.AVAILABLE, connectors=[connector], handle=handle, outputs=outputs
-            )
-        try:
-            platform_state = PlatformState(state)
-        except ValueError:
-            platform_state = PlatformState.PREPARING
-        if platform_state == PlatformState.AVAILABLE:  # no URL yet: still starting
-            platform_state = PlatformState.PREPARING
-        return PlatformStatus(platform_state, handle=handle, outputs=outputs)
+        return runner_status(status, handle=handle, outputs=outputs)
 
     async def stop(self, spec: SessionSpec) -> None:
         """SIGTERM the runner's process group, SIGKILL it after ``stop_timeout``. Idempotent."""
@@ -630,6 +596,39 @@ class LocalPlatform(Platform):
     async def close(self) -> None:
         """The broker shuts down: runners keep running (they are adopted after a restart)."""
         self._children.clear()
+
+
+def runner_status(
+    status: dict[str, Any], *, handle: dict[str, Any] | None, outputs: dict[str, str]
+) -> PlatformStatus:
+    """A session's status as its runner recorded it in ``status.json``.
+
+    Shared with the Slurm platform, whose jobs run the same runner: FAILED with the runner's
+    error, AVAILABLE with a connector once a server has its URL (before that: PREPARING),
+    else the recorded state.
+    """
+    state = str(status.get("state") or "PREPARING")
+    if state == "FAILED":
+        return PlatformStatus(
+            PlatformState.FAILED, [_failure_message(status)], handle=handle, outputs=outputs
+        )
+    if state == "AVAILABLE" and status.get("url"):
+        connector = SimpleSessionConnector(
+            kind=JUPYTER_SERVER_CONNECTOR,
+            protocol="HTTP",
+            location=str(status["url"]),
+            status=ConnectorStatus.AVAILABLE,
+        )
+        return PlatformStatus(
+            PlatformState.AVAILABLE, connectors=[connector], handle=handle, outputs=outputs
+        )
+    try:
+        platform_state = PlatformState(state)
+    except ValueError:
+        platform_state = PlatformState.PREPARING
+    if platform_state == PlatformState.AVAILABLE:  # no URL yet: still starting
+        platform_state = PlatformState.PREPARING
+    return PlatformStatus(platform_state, handle=handle, outputs=outputs)
 
 
 def _failure_message(status: dict[str, Any]) -> MessageItem:

@@ -85,6 +85,22 @@ def parse_iso(value: Any) -> datetime | None:
         return None
 
 
+def record_launch_failure(session_dir: Path, message: str, **fields: Any) -> None:
+    """Record in ``status.json`` that a session failed before its runner could start (the
+    platform's next poll reports it like any other failure)."""
+    now = now_iso()
+    write_json_atomic(
+        session_dir / STATUS_FILE,
+        {
+            "state": "FAILED",
+            **fields,
+            "started": now,
+            "finished": now,
+            "error": {"message": message},
+        },
+    )
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as JSON to ``path`` atomically (readers see the old or the new file)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -11,7 +11,7 @@ import pytest
 
 import eb_sdk as eb
 from tests.fixtures.notebooks import write_notebook
-from tests.fixtures.services import BrokerProcess, free_port
+from tests.fixtures.services import BrokerProcess, start_sqlite_broker
 from tests.sdk.conftest import ENV_VARS
 
 #: The notebook of the batch tests: it appends a line to ``<markers>/<input stem>.run`` (so a
@@ -58,18 +58,13 @@ def batch_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]
 
 
 def start_local_broker(base: Path, cores: int = 2, *args: str) -> BrokerProcess:
-    base.mkdir(parents=True, exist_ok=True)
-    return BrokerProcess(
-        dir=base,
-        port=free_port(),
-        db_url=f"sqlite:///{base / 'ledger.sqlite'}",
-        args=(
-            f"--LocalPlatform.cores={cores}",
-            "--LocalPlatform.memory_gib=4",
-            f"--LocalPlatform.python={sys.executable}",
-            *args,
-        ),
-    ).start()
+    return start_sqlite_broker(
+        base,
+        f"--LocalPlatform.cores={cores}",
+        "--LocalPlatform.memory_gib=4",
+        f"--LocalPlatform.python={sys.executable}",
+        *args,
+    )
 
 
 @pytest.fixture(scope="module")

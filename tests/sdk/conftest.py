@@ -10,7 +10,7 @@ import pytest
 
 import eb_sdk as eb
 from tests.fixtures.notebooks import write_notebook
-from tests.fixtures.services import BrokerProcess, free_port
+from tests.fixtures.services import BrokerProcess, free_port, start_sqlite_broker
 from tests.sdk.reference_quirks import QuirksServer
 
 ENV_VARS = (
@@ -39,18 +39,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
 
 
 def _start(base: Path, cores: int, memory: int) -> BrokerProcess:
-    base.mkdir(parents=True, exist_ok=True)
-    return BrokerProcess(
-        dir=base,
-        port=free_port(),
-        db_url=f"sqlite:///{base / 'ledger.sqlite'}",
-        args=(
-            f"--LocalPlatform.cores={cores}",
-            f"--LocalPlatform.memory_gib={memory}",
-            # Tests share these brokers: offers must not hold capacity for five minutes.
-            "--EBBroker.hold_offers=False",
-        ),
-    ).start()
+    return start_sqlite_broker(
+        base,
+        f"--LocalPlatform.cores={cores}",
+        f"--LocalPlatform.memory_gib={memory}",
+        # Tests share these brokers: offers must not hold capacity for five minutes.
+        "--EBBroker.hold_offers=False",
+    )
 
 
 @pytest.fixture(scope="session")

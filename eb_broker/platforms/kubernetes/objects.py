@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import PurePosixPath
 from typing import Any
@@ -40,6 +40,13 @@ from eb_sdk.model import messages as msg
 from ...scheduling import Resources
 from ...staging.mounts import placements, staged_env
 from ...staging.objects import resource_ids
+from .._api_objects import (
+    KIND_CONTAINER,
+    KIND_NOTEBOOK,
+    KIND_SERVER,
+    jupyter_or_container_kind,
+    parse_api_time,
+)
 from ..base import PlatformState, SessionSpec, StagedData
 
 # -- labels ---------------------------------------------------------------------------------------
@@ -59,10 +66,6 @@ ANNOTATION_OWNER = "eb-broker/owner"
 ANNOTATION_START = "eb-broker/start"
 ANNOTATION_END = "eb-broker/end"
 ANNOTATION_OUTPUT = "eb-broker/output"  # where a notebook run writes the executed notebook
-
-KIND_SERVER = "jupyter-server"
-KIND_NOTEBOOK = "jupyter-notebook"
-KIND_CONTAINER = "docker-container"
 
 CONTAINER_NAME = "notebook"  # kubespawner's name for the main container
 
@@ -438,7 +441,7 @@ def cluster_view(
         start = now
         end = now + foreign_hold
         deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
-        started = _parse_time(status.get("startTime"))
+        started = parse_api_time(status.get("startTime"))
         if deadline and started:
             end = min(end, started + timedelta(seconds=int(deadline)))
         if res.dimensions() and end > start:
@@ -498,16 +501,6 @@ def cluster_view(
     )
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 # -- what a session asks for ----------------------------------------------------------------------
 
 
@@ -538,15 +531,8 @@ def image_of(request: ExecutionRequest, default: str) -> str:
 # -- profiles ----------------------------------------------------------------------------------
 
 
-def session_kind(request: ExecutionRequest) -> str:
-    executable = request.executable
-    if isinstance(executable, JupyterServer):
-        return KIND_SERVER
-    if isinstance(executable, JupyterNotebook):
-        return KIND_NOTEBOOK
-    if isinstance(executable, DockerContainer):
-        return KIND_CONTAINER
-    return ""
+#: The kinds this platform runs are exactly the Jupyter and container ones.
+session_kind = jupyter_or_container_kind
 
 
 #: The request's extension naming a profile: ``{"jeb:profile": "highmem", ...}``.
@@ -1114,7 +1100,7 @@ def read_pod(
         return PodReading(PlatformState.PREPARING, messages)
     if phase == "Running":
         running = state.get("running") or {}
-        since = _parse_time(running.get("startedAt")) or _parse_time(status.get("startTime"))
+        since = parse_api_time(running.get("startedAt")) or parse_api_time(status.get("startTime"))
         if kind == KIND_SERVER:
             if answered:
                 return PodReading(PlatformState.AVAILABLE, running_since=since)

@@ -11,11 +11,10 @@ import importlib
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from traitlets import Bool, Dict, Float, Int, List, Unicode
 
 from eb_sdk.model import (
@@ -32,7 +31,17 @@ from eb_sdk.model.sessions import ConnectorStatus
 
 from ...scheduling import Capacity, Resources
 from ...staging.objects import StagingError, mount_for, resource_name
-from ..base import Platform, PlatformState, PlatformStatus, PlatformUnavailable, SessionSpec
+from ...translate import utcnow
+from .._availability import TracksAvailability
+from .._probes import HttpProbe, jupyter_probe_url
+from ..base import (
+    JUPYTER_SERVER_CONNECTOR,
+    Platform,
+    PlatformState,
+    PlatformStatus,
+    PlatformUnavailable,
+    SessionSpec,
+)
 from .client import JSON, SERVICE_ACCOUNT_DIR, KubeClient, KubeError, KubeUnavailable
 from .objects import (
     ANNOTATION_OUTPUT,
@@ -63,7 +72,6 @@ from .objects import (
     session_kind,
 )
 
-JUPYTER_SERVER_CONNECTOR = "urn:jeb:v1:connector:jupyter-server"
 #: Short names of ``server_url_template`` values.
 URL_TEMPLATES = {
     "pod": "http://{pod_ip}:{port}/{prefix}",
@@ -71,14 +79,13 @@ URL_TEMPLATES = {
 }
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class KubernetesPlatform(Platform):
+class KubernetesPlatform(TracksAvailability, Platform):
     """Runs sessions as Pods on a Kubernetes cluster (servers get a Service as well)."""
 
     name = "kubernetes"
+    unavailable_log = "Kubernetes API unavailable: %s"
+    available_log = "Kubernetes API reachable again"
+    unavailable_error = KubeUnavailable
 
     refresh_interval = Float(
         10.0,
@@ -286,10 +293,8 @@ class KubernetesPlatform(Platform):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._client: KubeClient | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._probe = HttpProbe()
         self._view: ClusterView | None = None
-        self._available = True
-        self._reason = ""
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -333,23 +338,6 @@ class KubernetesPlatform(Platform):
             staging_root=self.staging_dir() or "",
         )
 
-    def _mark_unavailable(self, reason: str) -> None:
-        if self._available or reason != self._reason:
-            self.log.warning("Kubernetes API unavailable: %s", reason)
-        self._available = False
-        self._reason = reason
-
-    def _mark_available(self) -> None:
-        if not self._available:
-            self.log.info("Kubernetes API reachable again")
-        self._available = True
-        self._reason = ""
-
-    @property
-    def available(self) -> bool:
-        """Whether the API server answered the last call."""
-        return self._available
-
     async def _read_cluster(self, client: KubeClient) -> ClusterView:
         nodes = await client.list_nodes()
         pods = await client.list_pods(None, fields="status.phase!=Succeeded,status.phase!=Failed")
@@ -363,7 +351,7 @@ class KubernetesPlatform(Platform):
             node_selector=dict(self.node_selector),
             accelerators=accelerator_kinds(self.accelerators),
             storage_gib=self.storage_gib,
-            now=_utcnow(),
+            now=utcnow(),
             foreign_hold=timedelta(hours=self.foreign_pod_hours),
             tolerations=[
                 *self.tolerations,
@@ -602,7 +590,7 @@ class KubernetesPlatform(Platform):
         client = self.client
         ns = self.namespace
         labels = {**managed_labels(self.instance), LABEL_SESSION: spec.uuid}
-        try:
+        with self._calling_api():
             found = await client.list_pods(ns, labels=selector(labels))
             alive = [p for p in found if not p["metadata"].get("deletionTimestamp")]
             if alive:
@@ -628,10 +616,6 @@ class KubernetesPlatform(Platform):
                 await self._create_ignoring_conflict(
                     "service", build_service(pod, self.server_port)
                 )
-        except KubeUnavailable as exc:
-            self._mark_unavailable(str(exc))
-            raise
-        self._mark_available()
         hub = bool(pod_env(pod, "JUPYTERHUB_API_TOKEN"))
         return {
             **spec.handle,
@@ -653,7 +637,7 @@ class KubernetesPlatform(Platform):
             self._settings(),
             view.pools if view else {},
             token=secrets.token_hex(24),
-            now=_utcnow(),
+            now=utcnow(),
         )
         if built.pvc is not None:
             await self._create_ignoring_conflict("persistent_volume_claim", built.pvc)
@@ -730,7 +714,7 @@ class KubernetesPlatform(Platform):
             readings[uuid] = (pod, reading)
             if reading.needs_probe:
                 probes[uuid] = self._probe_url(spec, self._server_url(spec, pod))
-        answers = await self._probe_all(probes)
+        answers = await self._probe.answers_all(probes)
         copies = await self._copy_all(
             {
                 uuid: pod
@@ -740,7 +724,7 @@ class KubernetesPlatform(Platform):
             wanted,
         )
 
-        now = _utcnow()
+        now = utcnow()
         for uuid, (pod, reading) in readings.items():
             spec = wanted[uuid]
             state, messages = reading.state, list(reading.messages)
@@ -860,26 +844,7 @@ class KubernetesPlatform(Platform):
 
     @staticmethod
     def _probe_url(spec: SessionSpec, url: str) -> str:
-        token = spec.handle.get("token")
-        return f"{url}api/status?token={token}" if token else f"{url}api"
-
-    async def _probe_all(self, probes: dict[str, str]) -> dict[str, bool]:
-        """Does each server answer HTTP (any status below 500)? All at once, 3 s at most."""
-        if not probes:
-            return {}
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=3.0, verify=False)
-        http = self._http
-
-        async def probe(url: str) -> bool:
-            try:
-                return (await http.get(url)).status_code < 500
-            except httpx.HTTPError:
-                return False
-
-        uuids = list(probes)
-        results = await asyncio.gather(*(probe(probes[u]) for u in uuids))
-        return dict(zip(uuids, results, strict=True))
+        return jupyter_probe_url(url, spec.handle.get("token"))
 
     async def stop(self, spec: SessionSpec) -> None:
         """Delete the pod (its containers get SIGTERM and ``stop_grace`` seconds).
@@ -904,22 +869,16 @@ class KubernetesPlatform(Platform):
     async def _deleting(self, objects: list[tuple[str, str]]) -> None:
         """Delete objects (pods with ``stop_grace``); an unreachable API marks the platform
         unavailable, as in launch and poll, and raises for the reconciler to retry."""
-        try:
+        with self._calling_api():
             for kind, name in objects:
                 grace = self.stop_grace if kind == "pod" else None
                 await self.client.delete(kind, self.namespace, name, grace=grace)
-        except KubeUnavailable as exc:
-            self._mark_unavailable(str(exc))
-            raise
-        self._mark_available()
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self._probe.aclose()
 
 
 OUTPUT_FILE = "output.ipynb"

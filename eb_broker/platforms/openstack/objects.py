@@ -22,7 +22,7 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import yaml
@@ -38,14 +38,12 @@ from eb_sdk.model import (
 from eb_sdk.model import messages as msg
 
 from ...scheduling import Demand, Resources
+from .._api_objects import jupyter_or_container_kind, parse_api_time
 from ..base import PlatformState, SessionSpec
 
 JSON = dict[str, Any]
 
 KIND_VM = "virtual-machine"
-KIND_SERVER = "jupyter-server"
-KIND_NOTEBOOK = "jupyter-notebook"
-KIND_CONTAINER = "docker-container"
 
 #: Server metadata keys (Nova: keys and values at most 255 characters).
 META_SESSION = "eb-session"
@@ -63,16 +61,9 @@ MIB_PER_GIB = 1024
 
 def session_kind(request: ExecutionRequest) -> str:
     """The platform's short name of a request's executable ('' when it cannot run it)."""
-    executable = request.executable
-    if isinstance(executable, VirtualMachine):
+    if isinstance(request.executable, VirtualMachine):
         return KIND_VM
-    if isinstance(executable, JupyterServer):
-        return KIND_SERVER
-    if isinstance(executable, JupyterNotebook):
-        return KIND_NOTEBOOK
-    if isinstance(executable, DockerContainer):
-        return KIND_CONTAINER
-    return ""
+    return jupyter_or_container_kind(request)
 
 
 def server_name(uuid: str) -> str:
@@ -843,17 +834,6 @@ _BUSY = {
 _PARKED = {"PAUSED", "SUSPENDED", "SHELVED", "SHELVED_OFFLOADED", "RESCUE"}
 
 
-def parse_time(value: Any) -> datetime | None:
-    """A Nova timestamp (``2026-11-28T00:49:15.000000``, ``...Z``) as an aware datetime."""
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def fault_message(server: Mapping[str, Any]) -> MessageItem:
     """Why a server is in ERROR: Nova's fault (message, code)."""
     fault = server.get("fault") or {}
@@ -876,7 +856,7 @@ def read_server(server: Mapping[str, Any], *, interactive: bool, ready: bool) ->
     """
     status = str(server.get("status") or "UNKNOWN").upper()
     task = server.get("task_state") or ""
-    since = parse_time(server.get("launched_at"))
+    since = parse_api_time(server.get("launched_at"))
     if status == "BUILD":
         doing = f" ({task})" if task else ""
         return ServerReading(

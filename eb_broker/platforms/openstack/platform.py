@@ -13,10 +13,9 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode
 
 from eb_sdk.model import (
@@ -35,12 +34,20 @@ from eb_sdk.model.kinds import kind_label
 from eb_sdk.model.sessions import ConnectorStatus
 
 from ...scheduling import Capacity, Demand, Resources
-from ..base import Platform, PlatformState, PlatformStatus, PlatformUnavailable, SessionSpec
+from ...translate import utcnow
+from .._api_objects import KIND_CONTAINER, KIND_NOTEBOOK, KIND_SERVER
+from .._availability import TracksAvailability
+from .._probes import HttpProbe, jupyter_probe_url
+from ..base import (
+    JUPYTER_SERVER_CONNECTOR,
+    Platform,
+    PlatformState,
+    PlatformStatus,
+    PlatformUnavailable,
+    SessionSpec,
+)
 from .client import JSON, CloudClient, OpenStackError, OpenStackUnavailable
 from .objects import (
-    KIND_CONTAINER,
-    KIND_NOTEBOOK,
-    KIND_SERVER,
     KIND_VM,
     META_SESSION,
     CloudView,
@@ -65,17 +72,12 @@ from .objects import (
     with_pools,
 )
 
-JUPYTER_SERVER_CONNECTOR = "urn:jeb:v1:connector:jupyter-server"
 HTTP_CONNECTOR = "urn:jeb:v1:connector:http"
 SSH_CONNECTOR = "urn:jeb:v1:connector:ssh"
 
 _PUBLIC_KEY = re.compile(
     r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-\S+|sk-\S+)\s+[A-Za-z0-9+/=]+(\s.*)?$"
 )
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,14 @@ class _Extras:
     output: str = ""
 
 
-class OpenStackPlatform(Platform):
+class OpenStackPlatform(TracksAvailability, Platform):
     """Runs sessions as Nova servers: virtual machines, and Jupyter servers, notebook runs and
     Docker containers in VM images the site provides."""
 
     name = "openstack"
+    unavailable_log = "OpenStack unavailable: %s"
+    available_log = "OpenStack reachable again"
+    unavailable_error = OpenStackUnavailable
 
     refresh_interval = Float(
         30.0,
@@ -355,12 +360,10 @@ class OpenStackPlatform(Platform):
             raise ValueError(f"OpenStackPlatform.ready_pattern is not a regex: {exc}") from None
         self._client: CloudClient | None = None
         self._placement: CloudClient | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._probe = HttpProbe()
         self._view: CloudView | None = None
         self._images: dict[str, str] = {}  # name and id -> id
         self._networks: dict[str, str] = {}  # name or id -> id
-        self._available = True
-        self._reason = ""
         self._host_source_warned = False
         self._next_check: dict[str, float] = {}
 
@@ -459,23 +462,6 @@ class OpenStackPlatform(Platform):
             ssh=ssh and bool(profile["ssh_connector"]),
         )
 
-    def _mark_unavailable(self, reason: str) -> None:
-        if self._available or reason != self._reason:
-            self.log.warning("OpenStack unavailable: %s", reason)
-        self._available = False
-        self._reason = reason
-
-    def _mark_available(self) -> None:
-        if not self._available:
-            self.log.info("OpenStack reachable again")
-        self._available = True
-        self._reason = ""
-
-    @property
-    def available(self) -> bool:
-        """Whether the APIs answered the last call."""
-        return self._available
-
     # -- reading the cloud ------------------------------------------------------------------------
 
     def _read_hosts(self) -> tuple[Any, Any]:
@@ -567,7 +553,7 @@ class OpenStackPlatform(Platform):
     def external_usage(self) -> list[tuple[str, datetime, datetime, Resources]]:
         if self._view is None or self._view.foreign.is_zero():
             return []
-        now = _utcnow()
+        now = utcnow()
         end = now + timedelta(hours=self.foreign_server_hours)
         return [("openstack:foreign-servers", now, end, self._view.foreign)]
 
@@ -800,7 +786,7 @@ class OpenStackPlatform(Platform):
         ``launch`` again on a later pass.
         """
         settings = self.settings(spec.request, with_pools(spec.resources))
-        try:
+        with self._calling_api():
             extras = await self._extras(spec, settings)
             found = await self.client.run(
                 "look for the server", CloudClient.servers_named, server_name(spec.uuid)
@@ -810,10 +796,6 @@ class OpenStackPlatform(Platform):
                 self.log.info("adopting server %s of %s", server["id"], spec.uuid)
             else:
                 server = await self._create(spec, settings, extras)
-        except OpenStackUnavailable as exc:
-            self._mark_unavailable(str(exc))
-            raise
-        self._mark_available()
         profile = settings.profile
         handle = {
             **spec.handle,
@@ -979,7 +961,7 @@ class OpenStackPlatform(Platform):
         reading = read_server(server, interactive=interactive, ready=ready)
         state, messages = reading.state, list(reading.messages)
         updates: dict[str, Any] = {}
-        now = _utcnow()
+        now = utcnow()
 
         if reading.state in (PlatformState.RUNNING, PlatformState.AVAILABLE):
             updates.update(await self._attach_floating_ip(spec, server, messages))
@@ -1048,7 +1030,7 @@ class OpenStackPlatform(Platform):
             pattern = str(spec.handle.get("ready_pattern") or self.ready_pattern)
             console = await self._console(server["id"])
             return console is not None and re.search(pattern, console) is not None
-        return await self._answers(self._probe_url(spec, self._url(spec, server, address)))
+        return await self._probe.answers(self._probe_url(spec, self._url(spec, server, address)))
 
     async def _console(self, server_id: str) -> str | None:
         try:
@@ -1058,15 +1040,6 @@ class OpenStackPlatform(Platform):
         except (OpenStackUnavailable, OpenStackError) as exc:
             self.log.warning("reading the console log of %s failed: %s", server_id, exc)
             return None
-
-    async def _answers(self, url: str) -> bool:
-        """Does the service answer HTTP (any status below 500) within 3 s?"""
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=3.0, verify=False)
-        try:
-            return (await self._http.get(url)).status_code < 500
-        except httpx.HTTPError:
-            return False
 
     def _url(self, spec: SessionSpec, server: JSON, address: str) -> str:
         return self.server_url_template.format(
@@ -1082,9 +1055,7 @@ class OpenStackPlatform(Platform):
     def _probe_url(spec: SessionSpec, url: str) -> str:
         if spec.handle.get("kind") != KIND_SERVER:
             return url
-        base = url if url.endswith("/") else url + "/"
-        token = spec.handle.get("token")
-        return f"{base}api/status?token={token}" if token else f"{base}api"
+        return jupyter_probe_url(url if url.endswith("/") else url + "/", spec.handle.get("token"))
 
     def _connectors(self, spec: SessionSpec, address: str) -> list[SimpleSessionConnector]:
         if not address:
@@ -1206,9 +1177,7 @@ class OpenStackPlatform(Platform):
             if client is not None:
                 client.close()
         self._client = self._placement = None
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self._probe.aclose()
 
 
 def _ranged_dimensions(request: ExecutionRequest) -> frozenset[str]:

@@ -44,23 +44,23 @@ from eb_sdk.model import (
     MessageItem,
     NotebookBatch,
     SimpleComputeResource,
-    SimpleSessionConnector,
     SingularityContainer,
 )
 from eb_sdk.model import messages as msg
 from eb_sdk.model.kinds import kind_label
-from eb_sdk.model.sessions import ConnectorStatus
 
 from ...scheduling import Capacity, Demand, Resources, Timeline
+from ...translate import utcnow
 from .. import local_runner as rn
+from .._availability import TracksAvailability
 from ..base import EstimatedSlot, Platform, PlatformState, PlatformStatus, SessionSpec
 from ..batch import batch_problems, with_batch_progress
 from ..local import (
-    JUPYTER_SERVER_CONNECTOR,
     LaunchError,
     LocalPlatform,
     _failure_message,
     _location_scheme,
+    runner_status,
 )
 from .cli import SlurmCLI, SlurmClient
 from .containers import EngineProbe
@@ -88,14 +88,13 @@ SCRIPT_FILE = "job.sh"
 _MIB_PER_GIB = 1024
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class SlurmPlatform(Platform):
+class SlurmPlatform(TracksAvailability, Platform):
     """Runs sessions as Slurm batch jobs, in advance reservations or from the queue."""
 
     name = "slurm"
+    unavailable_log = "Slurm is unavailable: %s"
+    available_log = "slurmctld answers"
+    unavailable_error = SlurmUnavailable
 
     # -- where the cluster is -----------------------------------------------------------------
 
@@ -349,7 +348,7 @@ class SlurmPlatform(Platform):
         self._reservations: list[Reservation] = []
         self._loaded = False
         self._available = False
-        self._unavailable_reason = "the cluster has not been asked yet"
+        self._reason = "the cluster has not been asked yet"
         #: slots the broker holds for our queued (estimate) jobs, by session uuid
         self._holds: dict[str, tuple[datetime, datetime]] = {}
         self._queue_cache: tuple[list[Job], Timeline] | None = None
@@ -382,17 +381,6 @@ class SlurmPlatform(Platform):
             padding=dict(self._padding),
         )
 
-    def _mark(self, exc: SlurmUnavailable | None) -> None:
-        if exc is None:
-            if not self._available:
-                self.log.info("slurmctld answers")
-            self._available = True
-            return
-        if self._available or self._unavailable_reason != str(exc):
-            self.log.warning("Slurm is unavailable: %s", exc)
-        self._available = False
-        self._unavailable_reason = str(exc)
-
     def _ensure_loaded(self) -> None:
         """Read the cluster once, synchronously (the broker needs its size at start-up)."""
         if self._loaded:
@@ -413,7 +401,7 @@ class SlurmPlatform(Platform):
         )
         for result in (nodes, jobs, reservations):
             if isinstance(result, SlurmUnavailable):
-                self._mark(result)
+                self._mark_unavailable(str(result))
                 return
         for result in (nodes, jobs, reservations):
             if isinstance(result, BaseException):
@@ -424,7 +412,7 @@ class SlurmPlatform(Platform):
         self._nodes, self._reservations = nodes, reservations
         self._load_padding()
         self._set_jobs(jobs)
-        self._mark(None)
+        self._mark_available()
         await self._probe_engine(jobs)
 
     # -- the container engine ---------------------------------------------------------------
@@ -473,13 +461,9 @@ class SlurmPlatform(Platform):
     async def _current_jobs(self, *, fresh: bool = False) -> list[Job]:
         """Jobs from one ``squeue --json`` (reused for ``poll_interval`` unless ``fresh``)."""
         if fresh or time.monotonic() - self._jobs_at >= self.poll_interval:
-            try:
+            with self._calling_api():
                 jobs = await self.client.jobs()
-            except SlurmUnavailable as exc:
-                self._mark(exc)
-                raise
             self._set_jobs(jobs)
-            self._mark(None)
         return self._jobs
 
     def capacity(self) -> Capacity:
@@ -491,7 +475,7 @@ class SlurmPlatform(Platform):
         self._ensure_loaded()
         # pending jobs where the offers' own queue model (estimator) expects them
         planned = self._queue(self._jobs) if self.estimator == "queue" else None
-        usage = self._view().usage(self._jobs, self._reservations, _utcnow(), planned=planned)
+        usage = self._view().usage(self._jobs, self._reservations, utcnow(), planned=planned)
         return [
             (u.key, u.start, u.end, Resources(cores=u.cores, memory_gib=u.memory_gib))
             for u in usage
@@ -512,7 +496,7 @@ class SlurmPlatform(Platform):
                 msg.error(
                     msg.PLATFORM_UNAVAILABLE,
                     "the Slurm controller (slurmctld) cannot be reached, so no offers can be "
-                    f"made now; please try again later ({self._unavailable_reason})",
+                    f"made now; please try again later ({self._reason})",
                 )
             )
             return problems
@@ -645,7 +629,7 @@ class SlurmPlatform(Platform):
             answer = await self.client.test_only(job)
             queue = self._queue(await self._current_jobs()) if self.estimator == "queue" else None
         except SlurmUnavailable as exc:
-            self._mark(exc)
+            self._mark_unavailable(str(exc))
             raise
         except SlurmError as exc:
             self.log.info("no queue estimate: %s", exc)
@@ -686,7 +670,7 @@ class SlurmPlatform(Platform):
     def _queue(self, jobs: list[Job]) -> Timeline:
         """The simulated queue for this job listing (rebuilt only when the listing changed)."""
         if self._queue_cache is None or self._queue_cache[0] is not jobs:
-            timeline = simulate_queue(self._view(), jobs, self._reservations, _utcnow())
+            timeline = simulate_queue(self._view(), jobs, self._reservations, utcnow())
             self._queue_cache = (jobs, timeline)
         return self._queue_cache[1]
 
@@ -764,7 +748,7 @@ class SlurmPlatform(Platform):
         memory_mb = spec.resources.memory_gib * _MIB_PER_GIB
         request = ReservationRequest(
             name=name,
-            start=max(_ceil_second(spec.start), _ceil_second(_utcnow() + timedelta(seconds=1))),
+            start=max(_ceil_second(spec.start), _ceil_second(utcnow() + timedelta(seconds=1))),
             end=spec.end,
             user=account.pw_name,
             cores=self._view().cores_for_memory(cores, memory_mb),
@@ -774,7 +758,7 @@ class SlurmPlatform(Platform):
         try:
             reserved = await self._reserve(request, cores)
         except SlurmUnavailable as exc:
-            self._mark(exc)
+            self._mark_unavailable(str(exc))
             raise
         self._set_padding(name, reserved - cores, self.session_dir(spec))
         self.log.info(
@@ -858,16 +842,7 @@ class SlurmPlatform(Platform):
             script = self._script(spec, session_dir)
         except LaunchError as exc:
             self.log.warning("cannot launch %s: %s", spec.uuid, exc)
-            now = rn.now_iso()
-            rn.write_json_atomic(
-                session_dir / rn.STATUS_FILE,
-                {
-                    "state": "FAILED",
-                    "started": now,
-                    "finished": now,
-                    "error": {"message": str(exc)},
-                },
-            )
+            rn.record_launch_failure(session_dir, str(exc))
             return handle
         (session_dir / SCRIPT_FILE).write_text(script, encoding="utf-8")
         other_user = account.pw_uid != os.geteuid()
@@ -877,7 +852,7 @@ class SlurmPlatform(Platform):
         try:
             job_id = await self.client.submit(request)
         except SlurmUnavailable as exc:
-            self._mark(exc)
+            self._mark_unavailable(str(exc))
             raise
         _write_job_id(session_dir, job_id)
         self._jobs_at = float("-inf")  # the next poll must see the new job
@@ -1035,7 +1010,7 @@ class SlurmPlatform(Platform):
 
         if job is None:
             if status is not None and final:
-                return self._from_runner(status, outputs, handle)
+                return runner_status(status, handle=handle, outputs=outputs)
             job_id = spec.handle.get("job_id")
             what = f"Slurm job {job_id}" if job_id else "the session's Slurm job"
             return result(
@@ -1061,13 +1036,13 @@ class SlurmPlatform(Platform):
                 # that it was stopped: Slurm's final state, due any moment, says why.
                 return PlatformStatus(PlatformState.UNKNOWN, handle=handle, outputs=outputs)
             if status is not None and (final or runner_state == "AVAILABLE"):
-                return self._from_runner(status, outputs, handle)
+                return runner_status(status, handle=handle, outputs=outputs)
             if runner_state == "RUNNING" or (status is None and _is_container(spec)):
                 return result(PlatformState.RUNNING)
             return result(PlatformState.PREPARING)
         if job.state == "COMPLETED":
             if status is not None and final:
-                return self._from_runner(status, outputs, handle)
+                return runner_status(status, handle=handle, outputs=outputs)
             if status is None and _is_container(spec):
                 return result(PlatformState.SUCCEEDED)
             return result(
@@ -1086,29 +1061,6 @@ class SlurmPlatform(Platform):
         if status is not None and runner_state == "FAILED":
             messages.append(_failure_message(status))
         return result(PlatformState.FAILED, messages)
-
-    def _from_runner(
-        self, status: dict[str, Any], outputs: dict[str, str], handle: dict[str, Any] | None
-    ) -> PlatformStatus:
-        """The session's state as its runner recorded it (``status.json``)."""
-        state = str(status.get("state") or "")
-        if state == "FAILED":
-            return PlatformStatus(
-                PlatformState.FAILED, [_failure_message(status)], handle=handle, outputs=outputs
-            )
-        if state == "AVAILABLE" and status.get("url"):
-            connector = SimpleSessionConnector(
-                kind=JUPYTER_SERVER_CONNECTOR,
-                protocol="HTTP",
-                location=str(status["url"]),
-                status=ConnectorStatus.AVAILABLE,
-            )
-            return PlatformStatus(
-                PlatformState.AVAILABLE, connectors=[connector], handle=handle, outputs=outputs
-            )
-        if state == "SUCCEEDED":
-            return PlatformStatus(PlatformState.SUCCEEDED, handle=handle, outputs=outputs)
-        return PlatformStatus(PlatformState.PREPARING, handle=handle, outputs=outputs)
 
     async def _job_of(self, spec: SessionSpec, *, fresh: bool = True) -> Job | None:
         jobs = await self._current_jobs(fresh=fresh)
@@ -1160,7 +1112,7 @@ class SlurmPlatform(Platform):
             try:
                 deleted = await self.client.delete_reservation(str(name))
             except SlurmUnavailable as exc:
-                self._mark(exc)
+                self._mark_unavailable(str(exc))
                 raise
             except SlurmError as exc:
                 if "in use" not in str(exc).lower() or attempt == attempts - 1:
