@@ -4,24 +4,13 @@ screenshots saved as test artifacts under tests/spawner/artifacts/."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from tests.conftest import BrokerFactory
+from tests.fixtures.browser import launch_chromium
 from tests.spawner.conftest import HubFactory, eb_config, phase_of, public, wait_ready
 
-os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-
 ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
 
 
 def test_login_form_start_in_chromium(
@@ -35,7 +24,7 @@ def test_login_form_start_in_chromium(
     hub = hub_factory(eb_config([alpha, down], names=["alpha", "beta"]))
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.set_default_timeout(60_000)

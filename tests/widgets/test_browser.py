@@ -22,26 +22,16 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures.browser import launch_chromium
 from tests.fixtures.notebooks import write_notebook
 from tests.fixtures.services import BrokerProcess, free_port, wait_http
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 LONG = 120_000  # ms: a cold kernel on a loaded 2-core machine is slow
 
 import playwright.sync_api as playwright_api  # noqa: E402 - after the constants it documents
 
 pytestmark = pytest.mark.slow
-assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: ./dev setup installs Debian's chromium"
 
 
 @dataclass
@@ -139,7 +129,7 @@ def test_panel_in_jupyterlab_runs_a_notebook_to_completed(lab: Lab, tmp_path: Pa
     shots.mkdir()
     print(f"\nscreenshots: {shots}")
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(LONG)
         try:
