@@ -139,6 +139,7 @@ class BatchRun:
         parameters = {**(spec.get("parameters") or {}), spec["parameter"]: item.get("value")}
         try:
             rn.execute_papermill(
+                lambda: self.runner.stop_requested,
                 input_path=spec["notebook"],
                 output_path=output,
                 parameters=parameters,

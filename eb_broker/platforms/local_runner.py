@@ -43,6 +43,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -483,6 +484,7 @@ class Runner:
         os.environ.update({str(k): str(v) for k, v in (spec.get("environment") or {}).items()})
         try:
             execute_papermill(
+                lambda: self.stop_requested,
                 input_path=source,
                 output_path=output,
                 parameters=spec.get("parameters") or None,
@@ -636,10 +638,11 @@ def kernel_never_started(exc: BaseException) -> bool:
     return "kernel_info" in text or "Kernel didn't respond" in text
 
 
-def execute_papermill(**kwargs: Any) -> Any:
+def execute_papermill(stopping: Callable[[], bool], **kwargs: Any) -> Any:
     """``papermill.execute_notebook(**kwargs)``, tried again (up to
-    :data:`KERNEL_START_ATTEMPTS` times) when the kernel never started; any other failure,
-    and a cell's error, is raised as it is."""
+    :data:`KERNEL_START_ATTEMPTS` times) when the kernel never started — unless ``stopping()``
+    says the runner is being stopped (its kernels are killed on purpose then); any other
+    failure, and a cell's error, is raised as it is."""
     import papermill
 
     for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
@@ -648,7 +651,8 @@ def execute_papermill(**kwargs: Any) -> Any:
         except papermill.PapermillExecutionError:
             raise
         except Exception as exc:
-            if attempt == KERNEL_START_ATTEMPTS or not kernel_never_started(exc):
+            last = attempt == KERNEL_START_ATTEMPTS
+            if last or stopping() or not kernel_never_started(exc):
                 raise
             log.warning("the kernel did not start (%s): trying again (%d)", exc, attempt + 1)
             time.sleep(0.5 * attempt)
@@ -753,5 +757,16 @@ def main(argv: list[str] | None = None, stream: TextIO | None = None) -> int:
     return Runner(session_dir).run()
 
 
+def _skip_slow_imports() -> None:
+    """Keep a runner's start quick. nbformat (imported by papermill) validates with jsonschema,
+    which imports ``rfc3987_syntax`` when it is installed (jupyter_server's dependencies bring
+    it), and that compiles a grammar at import: 1.6 of the 2.2 s papermill took to import here,
+    paid by every session, for an ``iri`` format check that notebook validation never uses.
+    The runner is a process of its own, so it tells Python the module is absent (jsonschema
+    then leaves that one check out)."""
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
 if __name__ == "__main__":
+    _skip_slow_imports()
     sys.exit(main())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 import time
 import uuid
@@ -233,6 +234,7 @@ def test_a_kernel_that_dies_before_it_answers_is_started_again(
     notebook = write_notebook(tmp_path / "n.ipynb", "print('ran', x)", parameters="x = 0")
     out = tmp_path / "out.ipynb"
     rn.execute_papermill(
+        lambda: False,
         input_path=str(notebook),
         output_path=str(out),
         parameters={"x": 7},
@@ -247,3 +249,18 @@ def test_a_kernel_that_dies_before_it_answers_is_started_again(
 def test_a_kernel_failure_after_the_start_is_not_retried() -> None:
     assert rn.kernel_never_started(RuntimeError("Kernel died before replying to kernel_info"))
     assert not rn.kernel_never_started(RuntimeError("Kernel died"))  # a cell may have run
+
+
+def test_the_runner_validates_notebooks_without_the_slow_iri_checker() -> None:
+    """The runner process leaves rfc3987_syntax out (docs in _skip_slow_imports); notebooks
+    are still read, validated and executed (the runner tests above run through it)."""
+    code = (
+        "import sys\n"
+        "from eb_broker.platforms import local_runner as rn\n"
+        "rn._skip_slow_imports()\n"
+        "import nbformat, papermill\n"
+        "nbformat.validate(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('1')]))\n"
+        "assert sys.modules['rfc3987_syntax'] is None\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
