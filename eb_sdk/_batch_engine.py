@@ -198,6 +198,9 @@ class BatchEngine:
         for warning in asked.warnings:
             self._warn(str(warning))
         offers = [AsyncOffer(wire, b, url) for b, wire, url in asked.offers()]
+        if state.cancelled:  # cancelled while the brokers were asked: cancel() never saw these
+            await asyncio.gather(*(o._quiet_reject() for o in offers))
+            return False
         group = aio.Offers(offers, answers=asked.answers, warnings=asked.warnings, request=request)
         now = datetime.now(UTC)
         ends = [_parse(c.expected_end) or now for c in in_flight]
@@ -238,6 +241,9 @@ class BatchEngine:
             return True
         chunk.state, chunk.phase, chunk.others = "accepted", session.phase.value, None
         self.save(now=True)
+        if state.cancelled:  # cancelled during the accept: make sure the session is cancelled
+            with contextlib.suppress(EBError):
+                await client_for(offer.broker).set_phase(chunk.session, Phase.CANCELLED)
         log.info("chunk %d (%d runs) on %s: %s", chunk_id, len(runs), chunk.broker, chunk.session)
         return True
 
