@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import eb_sdk
-from eb_sdk._batch_engine import BatchEngine
-from eb_sdk._batch_state import BatchState
 from eb_sdk._errors import NotFound
 from eb_sdk.aio import Batch as AsyncBatch
 from eb_sdk.sessions import AsyncSession
@@ -85,8 +83,7 @@ async def list_batches(root: Path | None) -> dict[str, Any]:
 async def reopen(batch_id: str, run: str) -> AsyncSession:
     """Re-open a failed run (named by its run id or its input text) as an interactive
     Jupyter server session. :class:`eb.NotFound` for an unknown batch or run."""
-    state = await asyncio.to_thread(BatchState.load, batch_id)
-    batch = AsyncBatch(BatchEngine(state))  # looked at, not followed: nothing is placed
+    batch = await asyncio.to_thread(AsyncBatch.look, batch_id)  # not followed: nothing placed
     found = next((r for r in batch.failed() if run in (r.id, input_text(r.input))), None)
     if found is None:
         raise NotFound(f"batch {batch_id} has no failed run {run!r}")

@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._batch_engine import BatchEngine
-from ._batch_state import BatchState
 from ._errors import Conflict, InvalidRequest, Timeout
 from ._format import text_table
 from .batch import AsyncBatch, BatchList, _error_text, amap, batches
@@ -123,19 +121,20 @@ async def cmd_batches(args: argparse.Namespace) -> int:
 async def _look(ref: str) -> AsyncBatch:
     """A batch as its brokers see it now, followed once (unless another process follows it:
     then as that process last saved it). Nothing is placed."""
-    engine = BatchEngine(BatchState.load(ref))
+    batch = AsyncBatch.look(ref)
+    engine = batch._engine
     try:
         engine.lock.acquire()
     except Conflict as exc:
         print(f"eb: note: {exc}", file=sys.stderr)
-        return AsyncBatch(engine)
+        return batch
     try:
         if engine.in_flight():
             await engine.follow()
             engine.save(now=True)
     finally:
         engine.lock.release()
-    return AsyncBatch(engine)
+    return batch
 
 
 async def cmd_batch_show(args: argparse.Namespace) -> int:

@@ -480,6 +480,12 @@ class AsyncBatch(_BatchBase):
         """A saved batch (by id, directory or ``batch.json``), followed again from now on."""
         return cls(await _load_engine(ref, brokers))
 
+    @classmethod
+    def look(cls, ref: str | os.PathLike[str]) -> AsyncBatch:
+        """A saved batch as its state file says, not followed: nothing is placed and its lock
+        is not taken (another process may be following it). Reads one file."""
+        return cls(BatchEngine(BatchState.load(ref)))
+
     async def wait(
         self,
         timeout: float | None = None,  # noqa: ASYNC109 - the same API as Batch.wait
