@@ -267,6 +267,7 @@ class EBBroker(Application):
         gc.collect()
         gc.freeze()
         self.reconciler = Reconciler(self.core, self.reconcile_interval)
+        self.core.platform.changed = self.reconciler.wake
         self._init_web()
 
     def _init_aggregator(self, engine: Any, platform: AggregatePlatform) -> None:

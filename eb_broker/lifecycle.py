@@ -45,6 +45,10 @@ class Reconciler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        #: The earliest moment a waiting session is due to launch, seen by the last pass:
+        #: the next pass comes then if that is sooner than ``interval`` (a session accepted
+        #: for "now" starts at its offered start, not up to a whole interval later).
+        self._next_due: datetime | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -71,8 +75,15 @@ class Reconciler:
             except Exception:
                 log.exception("reconcile step failed; retrying")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                await asyncio.wait_for(self._wake.wait(), self._pause())
             self._wake.clear()
+
+    def _pause(self) -> float:
+        """Seconds until the next pass: ``interval``, or less when a session is due sooner."""
+        if self._next_due is None:
+            return self.interval
+        due = (self._next_due - self.core.clock()).total_seconds()
+        return min(self.interval, max(0.01, due))
 
     # -- one pass -------------------------------------------------------------------------------
 
@@ -83,6 +94,7 @@ class Reconciler:
         now = core.clock()
         rows = core.ledger.work_list(now)
         to_poll: list[SessionRow] = []
+        self._next_due = None
         for row in rows:
             phase = Phase(row.phase)
             if row.stop_requested:
@@ -91,10 +103,10 @@ class Reconciler:
                 )
             elif phase == Phase.ACCEPTED:
                 row = await self._book(row, now)
-                if row.phase == Phase.WAITING.value and now >= row.start - _prep(row):
-                    await self._launch(row, now)
-            elif phase == Phase.WAITING and now >= row.start - _prep(row):
-                await self._launch(row, now)
+                if row.phase == Phase.WAITING.value:
+                    await self._launch_when_due(row, now)
+            elif phase == Phase.WAITING:
+                await self._launch_when_due(row, now)
             elif phase == Phase.PREPARING and (not row.handle or _unlaunched_data(row)):
                 await self._launch(row, now)  # crashed between marking and launching: adopt
             elif phase in _RUNNING_PHASES:
@@ -106,6 +118,13 @@ class Reconciler:
                 await self._finish(row, Phase.COMPLETED, now, stop=False)
         if to_poll:
             await self._poll(to_poll, now)
+
+    async def _launch_when_due(self, row: SessionRow, now: datetime) -> None:
+        due = row.start - _prep(row)
+        if now >= due:
+            await self._launch(row, now)
+        elif self._next_due is None or due < self._next_due:
+            self._next_due = due
 
     async def _handle_from(
         self,
@@ -342,11 +361,10 @@ def _new_messages(row: SessionRow, items: list[MessageItem]) -> list[dict[str, A
     seen = {(m.get("kind"), m.get("message")) for m in (row.messages or [])}
     out = []
     for item in items:
-        data = item.dump()
-        key = (data.get("kind"), data.get("message"))
+        key = (item.kind, item.message)
         if key not in seen:
             seen.add(key)
-            out.append(data)
+            out.append(item.dump())
     return out
 
 

@@ -59,12 +59,18 @@ log = logging.getLogger("eb_sdk.batch")
 
 __all__ = ["BatchEngine"]
 
-#: Pauses between two rounds of following: fast after a change, slower while nothing moves;
-#: ``POLL_ENDING`` while a chunk whose runs all ended waits for its session to end (its cores
-#: are about to be free for the next chunk).
-POLL_MIN, POLL_MAX, POLL_ENDING = 0.5, 5.0, 0.2
-#: Least seconds between two attempts to place chunks when no chunk ended meanwhile.
-PLACE_INTERVAL = 5.0
+#: Pauses between two rounds of following: ``POLL_MIN`` after a change (progress is shown a
+#: second late at most), slower while nothing moves; ``POLL_ENDING`` while a chunk is in its last
+#: stretch — its session may end any moment, and its cores are then free for the next chunk.
+POLL_MIN, POLL_MAX, POLL_ENDING = 1.0, 5.0, 0.2
+#: A chunk is in its last stretch when at most this many of its runs a core are left: the
+#: runner runs two inputs a core at once (``LocalPlatform.batch_workers_per_core``).
+ENDING_RUNS_PER_CORE = 2
+#: Least seconds between two attempts to place chunks when no chunk ended meanwhile; after
+#: each attempt that placed nothing (every broker busy until the chunks in flight end) the
+#: pause doubles, up to ``PLACE_INTERVAL_MAX``: each attempt is a request and its offers
+#: rejected again, on every broker, for as long as the batch runs.
+PLACE_INTERVAL, PLACE_INTERVAL_MAX = 5.0, 60.0
 #: Least seconds between two saves of the state for changes that need no immediate save.
 SAVE_INTERVAL = 1.0
 #: Errors after which asking again cannot help: the batch stops and says why.
@@ -92,6 +98,7 @@ class BatchEngine:
         self._last_save = 0.0
         self._dirty = False
         self._last_place = float("-inf")
+        self._place_pause = PLACE_INTERVAL
         #: what stopped the background task, if it was not the end of the batch (a bug, a
         #: state file that cannot be written): ``wait()`` raises it
         self.crash: BaseException | None = None
@@ -381,24 +388,37 @@ class BatchEngine:
             self._wake.clear()
 
     def _ending(self, chunk: ChunkRecord) -> bool:
-        """Every run of ``chunk`` has its result; only its session has yet to end."""
+        """``chunk`` is in its last stretch: no more of its runs are left than it runs at once
+        (``ENDING_RUNS_PER_CORE`` a core), so its session may end any moment and its cores be
+        free for the next chunk."""
+        if chunk.state != "accepted":
+            return False
         runs = self.state.runs
-        return chunk.state == "accepted" and all(
-            runs[i].is_final or runs[i].session != chunk.session for i in chunk.runs
+        left = sum(
+            1 for i in chunk.runs if not runs[i].is_final and runs[i].session == chunk.session
         )
+        return left <= ENDING_RUNS_PER_CORE * max(1, chunk.cores or 1)
 
     def _should_place(self, finished: bool) -> bool:
         if self.state.cancelled or self.state.error:
             return False
         if not any(r.phase == "PENDING" for r in self.state.runs):
             return False
-        return finished or time.monotonic() - self._last_place >= PLACE_INTERVAL
+        if finished:
+            self._place_pause = PLACE_INTERVAL
+            return True
+        return time.monotonic() - self._last_place >= self._place_pause
 
     async def _place_guarded(self) -> bool:
         """Place, keeping the loop alive through a broker's failure; a fatal answer while
         nothing is in flight stops the batch with ``error``."""
         try:
-            return await self.place() > 0
+            placed = await self.place()
+            if placed:
+                self._place_pause = PLACE_INTERVAL
+            else:
+                self._place_pause = min(PLACE_INTERVAL_MAX, self._place_pause * 2)
+            return placed > 0
         except FATAL as exc:
             if self.in_flight():
                 self._warn(str(exc))

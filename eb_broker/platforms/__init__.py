@@ -6,8 +6,26 @@ finds one by that name or by a dotted path.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ..plugins import available, load_plugin
-from .base import Platform, PlatformState, PlatformStatus, SessionSpec
+
+if TYPE_CHECKING:
+    from .base import Platform, PlatformState, PlatformStatus, SessionSpec
+
+#: Names of :mod:`.base` exported here, imported on first use: a session's runner process
+#: (``python -m eb_broker.platforms.local_runner``) imports this package too, and the plugin
+#: base pulls in traitlets and the wire model (0.3 s of every runner's start).
+_FROM_BASE = frozenset({"Platform", "PlatformState", "PlatformStatus", "SessionSpec"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_BASE:
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Entry point group of platform plugins.
 ENTRY_POINT_GROUP = "eb_broker.platforms"
@@ -41,6 +59,8 @@ def load_platform(name_or_class: str) -> type[Platform]:
     Dotted paths may be ``package.module:Class`` or ``package.module.Class``. Raises
     :class:`ValueError` with the available names when nothing matches.
     """
+    from .base import Platform
+
     return load_plugin(
         name_or_class, group=ENTRY_POINT_GROUP, builtin=_BUILTIN, base=Platform, what="platform"
     )

@@ -26,6 +26,7 @@ Plugins are found through the entry point group ``eb_broker.platforms``.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -140,6 +141,11 @@ class Platform(LoggingConfigurable):
 
     #: Short name shown in capabilities and offers (``local``, ``slurm``, ...).
     name: ClassVar[str] = "abstract"
+
+    #: Set by the broker: call it (on the broker's event loop) when the platform learns that a
+    #: session changed on its own — a runner process exited — so the reconciler polls now
+    #: instead of on its next pass. Platforms that cannot tell leave it alone: they are polled.
+    changed: Callable[[], None] | None = None
 
     def executable_kinds(self) -> list[str]:
         """Kind URIs of the executables this platform can run."""

@@ -9,6 +9,7 @@ manifest and the output directory (for a client that does). See docs/batch.md.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -133,24 +134,44 @@ def with_batch_progress(session_dir: Path, status: PlatformStatus) -> PlatformSt
 
 
 def _with_progress(session_dir: Path, status: PlatformStatus) -> PlatformStatus:
-    manifest = rn.read_json(session_dir / br.MANIFEST_FILE)
-    if manifest is None:
+    path = session_dir / br.MANIFEST_FILE
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
         return status
-    records = [r for r in manifest.get("inputs") or [] if isinstance(r, dict)]
-    status.messages += [m for m in map(input_message, records) if m is not None]
+    view = _manifest_view(str(path), stat.st_mtime_ns, stat.st_size)
+    if view is None:
+        return status
+    messages, total, done, failed = view
+    status.messages += messages
     spec = rn.read_json(session_dir / rn.STATUS_FILE) or {}
     status.outputs = {
         **status.outputs,
-        "batch": str(session_dir / br.MANIFEST_FILE),
+        "batch": str(path),
         "inputs": str(session_dir / br.INPUTS_DIR),
     }
     if spec.get("output_dir"):
         status.outputs["outputs"] = str(spec["output_dir"])
-    counts = manifest.get("counts") or {}
-    if isinstance(counts, dict):
-        done = sum(int(counts.get(s) or 0) for s in br.FINISHED)
-        status.outputs["progress"] = (
-            f"{done}/{manifest.get('total', '?')} inputs finished, "
-            f"{int(counts.get('FAILED') or 0)} failed"
-        )
+    if done is not None:
+        status.outputs["progress"] = f"{done}/{total} inputs finished, {failed} failed"
     return status
+
+
+@functools.lru_cache(maxsize=256)
+def _manifest_view(
+    path: str, mtime_ns: int, size: int
+) -> tuple[list[MessageItem], Any, int | None, int] | None:
+    """The messages and counts of one version of a manifest (its path, mtime and size): the
+    broker polls every running batch session each second, and a chunk's manifest of a hundred
+    inputs changes far less often than that. The messages are shared between polls: read only.
+    """
+    manifest = rn.read_json(Path(path))
+    if manifest is None:
+        return None
+    records = [r for r in manifest.get("inputs") or [] if isinstance(r, dict)]
+    messages = [m for m in map(input_message, records) if m is not None]
+    counts = manifest.get("counts") or {}
+    if not isinstance(counts, dict):
+        return messages, None, None, 0
+    done = sum(int(counts.get(s) or 0) for s in br.FINISHED)
+    return messages, manifest.get("total", "?"), done, int(counts.get("FAILED") or 0)

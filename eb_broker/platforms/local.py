@@ -359,6 +359,7 @@ class LocalPlatform(Platform):
         proc = self._start_runner(session_dir)
         rn.write_pid(session_dir / rn.PID_FILE, proc.pid)
         self._children[proc.pid] = proc
+        self._tell_when_exited(proc)
         self.log.info("launched %s: runner pid %d in %s", spec.uuid, proc.pid, session_dir)
         handle["pid"] = proc.pid
         return handle
@@ -454,6 +455,28 @@ class LocalPlatform(Platform):
                 start_new_session=True,  # survives the broker (no shared process group)
                 close_fds=True,
             )
+
+    def _tell_when_exited(self, proc: subprocess.Popen[bytes]) -> None:
+        """Call :attr:`changed` when the runner exits (its pidfd becomes readable on the
+        loop): the session's end is then seen at once, not on the reconciler's next pass —
+        for a batch, the next chunk starts up to a second earlier. Without pidfds (not
+        Linux), the reconciler's polling sees it as before."""
+        changed = self.changed
+        if changed is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+            fd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError, RuntimeError):
+            return
+
+        def exited() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            proc.poll()  # reap it
+            changed()
+
+        loop.add_reader(fd, exited)
 
     def _child_running(self, pid: int | None) -> bool:
         """True when ``pid`` is a runner this process started and it has not exited."""
