@@ -253,7 +253,8 @@ class BatchState:
         fd, tmp = tempfile.mkstemp(prefix=".batch.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_dict(), fh, separators=(",", ":"), default=str)
+                # dumps, not dump: json.dump encodes in Python, piece by piece (4x slower)
+                fh.write(json.dumps(self.to_dict(), separators=(",", ":"), default=str))
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
