@@ -121,7 +121,7 @@ class Reconciler:
 
     async def _launch_when_due(self, row: SessionRow, now: datetime) -> None:
         due = row.start - _prep(row)
-        if now >= due:
+        if now >= due or self.core.may_launch_early(row, now):
             await self._launch(row, now)
         elif self._next_due is None or due < self._next_due:
             self._next_due = due
