@@ -171,6 +171,7 @@ def test_a_failed_transfer_fails_the_session_before_any_pod(
     notebook = write_notebook(tmp_path / "never.ipynb", "print('never')")
     url = f"{data_server.url}/fail500/broken.bin"
     body = data_request(str(notebook), {"obs": url}, duration="PT10M")
+    staging_claim(site, tmp_path / "staging")
     broker = staging_broker(site, broker_factory, tmp_path / "staging")
     with broker.client() as c:
         answer = c.post("/requests", json=body).json()
@@ -197,4 +198,35 @@ def test_without_a_staging_claim_data_gets_no(
     assert answer["result"] == "NO", answer
     (problem,) = [m for m in answer["meta"]["messages"] if m["kind"] == "urn:not-supported"]
     assert "KubernetesPlatform.staging_claim" in problem["message"]
+    assert data_server.gets["/files/obs.bin"] == 0
+
+
+def test_a_staging_claim_that_is_not_bound_gets_no(
+    site: Site, broker_factory: BrokerFactory, data_server: DataServer, tmp_path: Path
+) -> None:
+    """A claim for a volume that does not exist stays Pending: requests with data get NO
+    saying so (not a pod that would wait Pending), and nothing is fetched."""
+    site.add_node("a", cpu="4", memory="8Gi")
+    site.cluster.create(
+        f"/api/v1/namespaces/{site.namespace}/persistentvolumeclaims",
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": CLAIM},
+            "spec": {
+                "accessModes": ["ReadOnlyMany"],
+                "storageClassName": "",
+                "volumeName": "eb-no-such-volume",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    url = data_server.file("obs.bin", MIB)
+    body = data_request(str(tmp_path / "nb.ipynb"), {"obs": url}, duration="PT10M")
+    with staging_broker(site, broker_factory, tmp_path / "staging").client() as c:
+        answer = c.post("/requests", json=body).json()
+    assert answer["result"] == "NO", answer
+    (problem,) = [m for m in answer["meta"]["messages"] if m["kind"] == "urn:not-supported"]
+    assert f"PersistentVolumeClaim {CLAIM!r}" in problem["message"], problem
+    assert "Pending, not bound to a volume" in problem["message"], problem
     assert data_server.gets["/files/obs.bin"] == 0

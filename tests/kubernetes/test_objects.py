@@ -24,6 +24,7 @@ from eb_broker.platforms.kubernetes.objects import (
     accelerator_kinds,
     build_service,
     build_session,
+    claim_problem,
     cluster_view,
     data_volumes,
     extract_notebook,
@@ -758,3 +759,10 @@ def test_check_says_which_setting_enables_data_and_refuses_readwrite() -> None:
     assert platform.check(request) == []
     (problem,) = platform.check(ExecutionRequest.model_validate(body("READWRITE")))
     assert problem.kind == "urn:not-supported" and "READWRITE" in str(problem)
+
+
+def test_claim_problem_says_missing_pending_or_nothing() -> None:
+    assert "there is no PersistentVolumeClaim 'st'" in claim_problem(None, "st", "ns")
+    pending = {"status": {"phase": "Pending"}}
+    assert claim_problem(pending, "st", "ns").endswith("is Pending, not bound to a volume")
+    assert claim_problem({"status": {"phase": "Bound"}}, "st", "ns") == ""

@@ -195,6 +195,15 @@ class KubeClient:
     async def list_quotas(self, namespace: str) -> list[JSON]:
         return await self._items("list_namespaced_resource_quota", namespace)
 
+    async def read_claim(self, namespace: str, name: str) -> JSON | None:
+        """A PersistentVolumeClaim, or None when there is none of that name."""
+        try:
+            return await self._call("read_namespaced_persistent_volume_claim", name, namespace)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     async def read_log(
         self, namespace: str, name: str, *, container: str, limit_bytes: int = 0
     ) -> str:

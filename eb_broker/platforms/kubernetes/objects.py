@@ -300,6 +300,9 @@ class ClusterView:
     #: The namespace's ``pods`` (or ``count/pods``) quota, and how many pods it counts now.
     pods_quota: int | None = None
     pods_in_namespace: int = 0
+    #: Why session pods could not mount the staging claim (it is missing, or not bound to a
+    #: volume); empty when they can, or when no staging claim is configured.
+    staging_claim_problem: str = ""
 
     @property
     def pods_left(self) -> int | None:
@@ -336,6 +339,20 @@ def _quota_limits(quotas: Iterable[Mapping[str, Any]]) -> dict[str, Decimal]:
 def _add(into: dict[str, Decimal], amounts: Mapping[str, Decimal]) -> None:
     for name, value in amounts.items():
         into[name] = into.get(name, Decimal(0)) + value
+
+
+def claim_problem(claim: Mapping[str, Any] | None, name: str, namespace: str) -> str:
+    """Why pods could not mount the PersistentVolumeClaim ``claim`` (as read from the API;
+    None: there is none), or "" when it is bound to a volume."""
+    if claim is None:
+        return f"there is no PersistentVolumeClaim {name!r} in the namespace {namespace}"
+    phase = str((claim.get("status") or {}).get("phase") or "Pending")
+    if phase == "Bound":
+        return ""
+    return (
+        f"the PersistentVolumeClaim {name!r} in the namespace {namespace} is {phase}, not "
+        "bound to a volume"
+    )
 
 
 def cluster_view(

@@ -55,6 +55,7 @@ from .objects import (
     accelerator_kinds,
     build_service,
     build_session,
+    claim_problem,
     cluster_view,
     extract_notebook,
     image_of,
@@ -342,7 +343,11 @@ class KubernetesPlatform(TracksAvailability, Platform):
         nodes = await client.list_nodes()
         pods = await client.list_pods(None, fields="status.phase!=Succeeded,status.phase!=Failed")
         quotas = await client.list_quotas(self.namespace)
-        return cluster_view(
+        claim_note = ""
+        if self.staging_claim:
+            claim = await client.read_claim(self.namespace, self.staging_claim)
+            claim_note = claim_problem(claim, self.staging_claim, self.namespace)
+        view = cluster_view(
             nodes,
             pods,
             quotas,
@@ -358,6 +363,7 @@ class KubernetesPlatform(TracksAvailability, Platform):
                 *(t for p in self.profiles.values() for t in p.get("tolerations", [])),
             ],
         )
+        return replace(view, staging_claim_problem=claim_note)
 
     def _initial_view(self) -> ClusterView:
         """Read the cluster once, synchronously (the broker asks for capacity at start-up,
@@ -490,6 +496,11 @@ class KubernetesPlatform(TracksAvailability, Platform):
                 f"KubernetesPlatform.staging_claim is {self.staging_claim!r} but "
                 "DataStaging.staging_dir is not set: the broker does not know where it sees "
                 "the claim's storage"
+            ]
+        if self._view is not None and self._view.staging_claim_problem:
+            return [
+                f"{self._view.staging_claim_problem}: session pods could not mount the staged "
+                "data (KubernetesPlatform.staging_claim; re-read every refresh_interval)"
             ]
         out = []
         for index, resource in enumerate(request.data or []):
