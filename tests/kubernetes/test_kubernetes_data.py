@@ -55,9 +55,8 @@ def staging_broker(site: Site, broker_factory: BrokerFactory, staging: Path) -> 
     )
 
 
-def staging_claim(site: Site, staging: Path) -> None:
-    """The staging claim: ReadOnlyMany, bound by the PV controller to a PV on ``staging``."""
-    volume = site.persistent_volume(staging, "10Gi", "ReadOnlyMany")
+def create_claim(site: Site, volume: str) -> None:
+    """The claim ``CLAIM``, ReadOnlyMany, for the PersistentVolume named ``volume``."""
     site.cluster.create(
         f"/api/v1/namespaces/{site.namespace}/persistentvolumeclaims",
         {
@@ -72,6 +71,11 @@ def staging_claim(site: Site, staging: Path) -> None:
             },
         },
     )
+
+
+def staging_claim(site: Site, staging: Path) -> None:
+    """The staging claim: ReadOnlyMany, bound by the PV controller to a PV on ``staging``."""
+    create_claim(site, site.persistent_volume(staging, "10Gi", "ReadOnlyMany"))
     path = f"/api/v1/namespaces/{site.namespace}/persistentvolumeclaims/{CLAIM}"
     wait_for(
         lambda: site.cluster.get(path)["status"].get("phase") == "Bound",
@@ -207,20 +211,7 @@ def test_a_staging_claim_that_is_not_bound_gets_no(
     """A claim for a volume that does not exist stays Pending: requests with data get NO
     saying so (not a pod that would wait Pending), and nothing is fetched."""
     site.add_node("a", cpu="4", memory="8Gi")
-    site.cluster.create(
-        f"/api/v1/namespaces/{site.namespace}/persistentvolumeclaims",
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": CLAIM},
-            "spec": {
-                "accessModes": ["ReadOnlyMany"],
-                "storageClassName": "",
-                "volumeName": "eb-no-such-volume",
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    )
+    create_claim(site, "eb-no-such-volume")
     url = data_server.file("obs.bin", MIB)
     body = data_request(str(tmp_path / "nb.ipynb"), {"obs": url}, duration="PT10M")
     with staging_broker(site, broker_factory, tmp_path / "staging").client() as c:
