@@ -3,16 +3,18 @@
 Each ``openstack`` CLI call costs seconds (it imports everything and authenticates anew), so
 the catalogue, flavors and images are created here, in one process with one session:
 
-1. the catalogue: services and endpoints of Placement, Glance, Nova and the Neutron stub
+1. the catalogue: services and endpoints of Placement, Glance, Cinder (as block-storage and
+   volumev3, the type Nova looks for), Nova and the Neutron stub
    (Keystone's own comes from ``keystone-manage bootstrap``); then ``run/catalog.ready``, which
    start.sh waits for before it starts Nova (nova-compute reports to Placement at start);
 2. once Nova and Glance answer: the flavors and images below;
 3. a probe server is built and deleted: when it reached ACTIVE, the fake hypervisor is in
    Placement and mapped into the cell (nova-scheduler discovers hosts every 2 s), so the
-   stack can build servers. Then ``run/ready``.
+   stack can build servers; a probe volume is created and deleted: when it became
+   available, cinder-scheduler has the file backend's capacity. Then ``run/ready``.
 
 Run by start.sh with the services' virtualenv: ``python bootstrap.py BASE --placement URL
---image URL --compute URL --network URL`` (OS_CLIENT_CONFIG_FILE names the admin cloud).
+--image URL --compute URL --network URL --volume URL`` (OS_CLIENT_CONFIG_FILE names the admin cloud).
 """
 
 from __future__ import annotations
@@ -146,6 +148,39 @@ def probe_server(conn: Any, seconds: float = 120.0) -> None:
         time.sleep(1.0)
 
 
+def probe_volume(conn: Any, seconds: float = 120.0) -> None:
+    """Create a 1 GiB volume and delete it: the stack can make volumes (the scheduler has the
+    backend's capacity; until then volumes end in error, "No valid backend")."""
+    deadline = time.monotonic() + seconds
+    attempt = 0
+    while True:
+        attempt += 1
+        volume = retry(
+            "cinder-api",
+            lambda: conn.block_storage.create_volume(size=1, name=f"eb-bootstrap-probe-{attempt}"),
+        )
+        status = _settle(conn, volume, deadline).status
+        conn.block_storage.delete_volume(volume.id)
+        conn.block_storage.wait_for_delete(volume, wait=60)
+        if status == "available":
+            log(f"probe volume available (attempt {attempt})")
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the probe volume ended in error")
+        log("probe volume error (no backend yet?); trying again")
+        time.sleep(1.0)
+
+
+def _settle(conn: Any, volume: Any, deadline: float) -> Any:
+    """The volume once it is available or in error."""
+    while volume.status not in ("available", "error"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the probe volume is still {volume.status}")
+        time.sleep(0.3)
+        volume = conn.block_storage.get_volume(volume.id)
+    return volume
+
+
 def wait_for_hypervisor(conn: Any, seconds: float = 120.0) -> None:
     """nova-compute is up and its provider has inventory in Placement."""
 
@@ -170,7 +205,7 @@ def wait_for_hypervisor(conn: Any, seconds: float = 120.0) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base", type=Path)
-    for service in ("placement", "image", "compute", "network"):
+    for service in ("placement", "image", "compute", "network", "volume"):
         parser.add_argument(f"--{service}", required=True, help=f"URL of the {service} API")
     args = parser.parse_args()
     run = args.base / "run"
@@ -184,6 +219,8 @@ def main() -> int:
             "image": ("glance", args.image),
             "compute": ("nova", args.compute),
             "network": ("neutron", args.network),
+            "block-storage": ("cinder", args.volume),
+            "volumev3": ("cinderv3", args.volume),
         },
     )
     (run / "catalog.ready").touch()
@@ -197,6 +234,7 @@ def main() -> int:
     images(conn)
     wait_for_hypervisor(conn)
     probe_server(conn)
+    probe_volume(conn)
     (run / "ready").touch()
     log(f"done in {time.monotonic() - started:.1f} s")
     return 0

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Stop what start.sh started, by pid file only (SIGTERM, then SIGKILL after 10 s): the
-# OpenStack services, RabbitMQ (and the epmd it started on its private port) and PostgreSQL.
+# OpenStack services (Nova, Cinder, Glance, Placement, Keystone), RabbitMQ (and the epmd it
+# started on its private port) and PostgreSQL.
 #
 #   scripts/openstack/stop.sh BASE
 #   OS_ONLY=nova-api scripts/openstack/stop.sh BASE    only nova-api (an API outage)
 BASE="${1:?usage: stop.sh BASE}"
 RUN="$BASE/run"
-names=(nova-api nova-compute nova-scheduler nova-conductor glance placement neutron-stub keystone bootstrap rabbitmq)
+names=(nova-api nova-compute nova-scheduler nova-conductor cinder-volume cinder-scheduler cinder-api glance placement neutron-stub keystone bootstrap rabbitmq)
 [ "${OS_ONLY:-}" = nova-api ] && names=(nova-api)
 # alive PID: running, not a zombie waiting for init to reap it
 alive() { local st; st="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"; [ -n "$st" ] && [ "$st" != Z ]; }
