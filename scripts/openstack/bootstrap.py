@@ -14,12 +14,14 @@ the catalogue, flavors and images are created here, in one process with one sess
    available, cinder-scheduler has the file backend's capacity. Then ``run/ready``.
 
 Run by start.sh with the services' virtualenv: ``python bootstrap.py BASE --placement URL
---image URL --compute URL --network URL --volume URL`` (OS_CLIENT_CONFIG_FILE names the admin cloud).
+--image URL --compute URL --network URL --volume URL`` (OS_CLIENT_CONFIG_FILE names the admin
+cloud).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -155,9 +157,9 @@ def probe_volume(conn: Any, seconds: float = 120.0) -> None:
     attempt = 0
     while True:
         attempt += 1
+        name = f"eb-bootstrap-probe-{attempt}"
         volume = retry(
-            "cinder-api",
-            lambda: conn.block_storage.create_volume(size=1, name=f"eb-bootstrap-probe-{attempt}"),
+            "cinder-api", functools.partial(conn.block_storage.create_volume, size=1, name=name)
         )
         status = _settle(conn, volume, deadline).status
         conn.block_storage.delete_volume(volume.id)

@@ -18,14 +18,14 @@ Used by scripts/openstack/start.sh (on the services' PYTHONPATH)::
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
-from oslo_config import cfg
-from oslo_log import log as logging
-
 from cinder import exception
 from cinder.volume import configuration, driver
+from oslo_config import cfg
+from oslo_log import log as logging
 
 LOG = logging.getLogger(__name__)
 GIB = 1 << 30
@@ -97,10 +97,8 @@ class FileVolumeDriver(driver.VolumeDriver):
         self._resize(self.local_path(volume), volume["size"])
 
     def delete_volume(self, volume: Any) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.local_path(volume))
-        except FileNotFoundError:
-            pass
 
     def extend_volume(self, volume: Any, new_size: int) -> None:
         self._resize(self.local_path(volume), new_size)
@@ -121,10 +119,8 @@ class FileVolumeDriver(driver.VolumeDriver):
         self._copy(self.local_path(volume), self._snapshot_path(snapshot), volume["size"])
 
     def delete_snapshot(self, snapshot: Any) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self._snapshot_path(snapshot))
-        except FileNotFoundError:
-            pass
 
     def create_volume_from_snapshot(self, volume: Any, snapshot: Any) -> None:
         self._copy(self._snapshot_path(snapshot), self.local_path(volume), volume["size"])

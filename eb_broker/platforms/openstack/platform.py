@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
 import secrets
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode
@@ -34,6 +38,7 @@ from eb_sdk.model.kinds import kind_label
 from eb_sdk.model.sessions import ConnectorStatus
 
 from ...scheduling import Capacity, Demand, Resources
+from ...staging.mounts import staged_env
 from ...translate import utcnow
 from .._api_objects import KIND_CONTAINER, KIND_NOTEBOOK, KIND_SERVER
 from .._availability import TracksAvailability
@@ -47,6 +52,19 @@ from ..base import (
     SessionSpec,
 )
 from .client import JSON, CloudClient, OpenStackError, OpenStackUnavailable
+from .data import (
+    DATA_PREFIX,
+    block_devices,
+    data_cloud_config,
+    data_label,
+    data_name,
+    image_bytes,
+    image_layout,
+    inode_count,
+    merged_cloud_config,
+    volume_gib,
+    volume_room,
+)
 from .objects import (
     KIND_VM,
     META_SESSION,
@@ -348,6 +366,32 @@ class OpenStackPlatform(TracksAvailability, Platform):
         help="How long servers the broker did not start are assumed to keep their resources.",
     )
 
+    # -- staged data ------------------------------------------------------------------------------
+
+    data_volumes = Bool(
+        True,
+        config=True,
+        help="Give sessions their staged data on a Cinder volume (packed into an ext4 image "
+        "with mkfs.ext4, uploaded to Glance, made a volume of, attached to the server and "
+        "mounted by cloud-init). False, or a cloud without Cinder: requests with data get NO.",
+    )
+    data_volume_type = Unicode(
+        "", config=True, help="Cinder volume type of the data volumes (empty: the default)."
+    )
+    data_volume_timeout = Float(
+        900.0,
+        config=True,
+        help="Seconds a data volume may take to become available (Cinder copies the image's "
+        "bytes into it) before the session FAILs.",
+    )
+    work_dir = Unicode(
+        "",
+        config=True,
+        help="The broker's directory on its host; the staging cache is <work_dir>/.eb-staging "
+        "unless DataStaging.staging_dir says otherwise (the broker's own disk: the data goes "
+        "to the VMs on volumes). Default: the broker's work_dir.",
+    )
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         problems = check_profiles(self.profiles)
@@ -494,6 +538,9 @@ class OpenStackPlatform(TracksAvailability, Platform):
         limits = client.call("read the project's limits", CloudClient.limits)
         servers = client.call("list servers", CloudClient.servers, self._tag)
         providers, hypervisors = self._read_hosts()
+        block_storage = self.data_volumes and client.call(
+            "read the catalogue", CloudClient.has_block_storage
+        )
         view = cloud_view(
             flavors=flavors,
             limits=limits,
@@ -506,12 +553,24 @@ class OpenStackPlatform(TracksAvailability, Platform):
             cores=self.cores,
             memory_gib=self.memory_gib,
         )
+        if block_storage:
+            view = self._with_volume_room(view)
         names: dict[str, str] = {}
         for image in images:
             names[str(image["id"])] = str(image["id"])
             if image.get("name"):
                 names.setdefault(str(image["name"]), str(image["id"]))
         return view, names
+
+    def _with_volume_room(self, view: CloudView) -> CloudView:
+        """``view`` knowing Cinder, its storage the room the volume quota leaves the broker
+        (its own data volumes count as its bookings). Runs in a worker thread."""
+        client = self.client
+        limits = client.call("read the volume limits", CloudClient.volume_limits)
+        ours = client.call("list the data volumes", CloudClient.volumes_named, DATA_PREFIX)
+        room = volume_room(limits, sum(v["size"] for v in ours))
+        capacity = view.capacity if room is None else replace(view.capacity, storage_gib=room)
+        return replace(view, capacity=capacity, block_storage=True)
 
     def _initial_view(self) -> CloudView:
         """Read the cloud once, synchronously (the broker asks for capacity at start-up)."""
@@ -611,14 +670,34 @@ class OpenStackPlatform(TracksAvailability, Platform):
                 no("privileged containers are not allowed on this broker", msg.POLICY)
         problems += self._check_quota(request)
         if request.data:
-            no(
-                "the OpenStack platform does not stage data yet: its servers get no volumes "
-                "from this broker, so there is nowhere to put the data (see docs/data.md)",
-                data_kinds=", ".join(sorted({d.kind for d in request.data})),
-            )
+            reason = self._data_problem()
+            if reason:
+                no(reason, data_kinds=", ".join(sorted({d.kind for d in request.data})))
         if request.storage:
             no("this broker offers no volumes: storage requests are not supported yet")
         return problems
+
+    def _data_problem(self) -> str:
+        """Why this broker cannot give sessions their data ('' when it can)."""
+        if not self.data_volumes:
+            return (
+                "this broker does not stage data on OpenStack (OpenStackPlatform.data_volumes "
+                "is False)"
+            )
+        if self._view is not None and not self._view.block_storage:
+            return (
+                "the OpenStack cloud has no block storage (Cinder) in its catalogue: staged "
+                "data goes to the servers on volumes (see docs/data.md)"
+            )
+        if not shutil.which("mkfs.ext4"):
+            return "the broker's host has no mkfs.ext4 (Debian e2fsprogs) to pack the data"
+        return ""
+
+    def staging_dir(self) -> str | None:
+        """``<work_dir>/.eb-staging`` on the broker's host (None without data volumes)."""
+        if not self.data_volumes:
+            return None
+        return str(Path(self.work_dir or ".").expanduser().absolute() / ".eb-staging")
 
     def _check_quota(self, request: ExecutionRequest) -> list[MessageItem]:
         """A minimum the project's quota can never give: NO, naming the quota."""
@@ -795,7 +874,8 @@ class OpenStackPlatform(TracksAvailability, Platform):
                 server = found[0]
                 self.log.info("adopting server %s of %s", server["id"], spec.uuid)
             else:
-                server = await self._create(spec, settings, extras)
+                volume_id = await self._data_volume(spec) if spec.data else ""
+                server = await self._create(spec, settings, extras, volume_id)
         profile = settings.profile
         handle = {
             **spec.handle,
@@ -816,6 +896,8 @@ class OpenStackPlatform(TracksAvailability, Platform):
             "output": extras.output,
             "token": extras.token,
         }
+        if spec.data:
+            handle["data_volume"] = data_name(spec.uuid)
         if extras.floating_ip:
             handle.update(floating_ip_id=extras.floating_ip["id"])
             handle.update(floating_ip=extras.floating_ip["address"])
@@ -856,13 +938,19 @@ class OpenStackPlatform(TracksAvailability, Platform):
             if settings.kind == KIND_SERVER and not token:  # booked before book() made one
                 token = secrets.token_hex(24)
             program = session_program(spec, settings.kind, profile, token)
+            program.env.update(staged_env(spec.data, "/"))
             extras.user_data = cloud_config(spec, program)
             extras.output, extras.token = program.output, program.token
         elif isinstance(executable, VirtualMachine):
             extras.user_data = executable.user_data or ""
+        if spec.data:
+            mounts = data_cloud_config(spec.data, data_label(spec.uuid), str(profile["vm_user"]))
+            extras.user_data = merged_cloud_config(mounts, extras.user_data)
         return extras
 
-    async def _create(self, spec: SessionSpec, settings: SessionSettings, extras: _Extras) -> JSON:
+    async def _create(
+        self, spec: SessionSpec, settings: SessionSettings, extras: _Extras, volume_id: str = ""
+    ) -> JSON:
         profile = settings.profile
         request = spec.request
         executable = request.executable
@@ -894,12 +982,99 @@ class OpenStackPlatform(TracksAvailability, Platform):
             "tags": [self._tag],
             "availability_zone": profile["availability_zone"],
             "config_drive": True if profile["config_drive"] else None,
+            "block_device_mapping": block_devices(image_id, volume_id) if volume_id else None,
         }
         server = await self.client.run("create the server", CloudClient.create_server, attrs)
         self.log.info(
             "created server %s (%s, %s) for %s", server["id"], flavor.name, image, spec.uuid
         )
         return {**server, "flavor": {"original_name": flavor.name}}
+
+    # -- staged data on a volume (see .data) ------------------------------------------------------
+
+    async def _data_volume(self, spec: SessionSpec) -> str:
+        """The id of the session's data volume once it is available: made from an image of
+        the staged files (or found by name after a crash). The image is deleted once the
+        volume holds its bytes. Raises RuntimeError when Cinder cannot make it in time."""
+        run = self.client.run
+        name = data_name(spec.uuid)
+        found = await run("look for the data volume", CloudClient.volumes_named, name)
+        volume = next((v for v in found if v["name"] == name), None)
+        if volume is None:
+            size = image_bytes(await asyncio.to_thread(_sizes, image_layout(spec.data)))
+            image_id = await self._data_image(spec, name, size)
+            volume = await run(
+                "create the data volume",
+                CloudClient.create_volume,
+                name,
+                volume_gib(size, spec.data_storage_gib),
+                image_id,
+                {META_SESSION: spec.uuid},
+                self.data_volume_type,
+            )
+            self.log.info("creating data volume %s (%s GiB)", volume["id"], volume["size"])
+        deadline = time.monotonic() + self.data_volume_timeout
+        while volume["status"] != "available":
+            if volume["status"] == "error":
+                raise RuntimeError(f"Cinder could not make the data volume {name} (status error)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the data volume {name} is still {volume['status']} after "
+                    f"{self.data_volume_timeout:g} s"
+                )
+            await asyncio.sleep(1.0)
+            volume = await run("read the data volume", CloudClient.get_volume, volume["id"])
+        await self._delete_data_images(name)
+        return str(volume["id"])
+
+    def _pack_root(self) -> Path:
+        """Where images are packed: beside the staging cache (hard links, no copies)."""
+        configured = str((self.config.get("DataStaging") or {}).get("staging_dir") or "")
+        root = Path(configured or self.staging_dir() or tempfile.gettempdir()).expanduser()
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    async def _data_image(self, spec: SessionSpec, name: str, size: int) -> str:
+        """The id of the session's data image: its staged files in an ext4 file system of
+        ``size`` bytes, uploaded to Glance (an image left active by a crash is used)."""
+        run = self.client.run
+        for image in await run("look for the data image", CloudClient.images_named, name):
+            if image["status"] == "active":
+                return str(image["id"])
+            await run("delete a partial data image", CloudClient.delete_image, image["id"])
+        with tempfile.TemporaryDirectory(prefix="pack-", dir=self._pack_root()) as directory:
+            path = await _pack(spec, Path(directory), size)
+            image_id = await run(
+                "upload the data image",
+                CloudClient.upload_image,
+                name,
+                str(path),
+                {"eb_session": spec.uuid},
+            )
+        self.log.info("uploaded data image %s (%d bytes) for %s", image_id, size, spec.uuid)
+        return image_id
+
+    async def _delete_data_images(self, name: str) -> None:
+        for image in await self.client.run(
+            "look for the data image", CloudClient.images_named, name
+        ):
+            await self.client.run("delete the data image", CloudClient.delete_image, image["id"])
+
+    async def _delete_data(self, spec: SessionSpec) -> None:
+        """Delete the session's data volume and image (after its server). A volume still
+        attached or detaching (Nova deletes it with the server too) is tried again later."""
+        run = self.client.run
+        name = data_name(spec.uuid)
+        for volume in await run("look for the data volume", CloudClient.volumes_named, name):
+            status = volume["status"]
+            if volume["name"] != name or status == "deleting":
+                continue
+            if status not in ("available", "error", "error_deleting"):
+                raise PlatformUnavailable(
+                    f"the data volume of {spec.uuid} is {status}; deleting it later"
+                )
+            await run("delete the data volume", CloudClient.delete_volume, volume["id"])
+        await self._delete_data_images(name)
 
     async def _networks_of(self, network: str) -> Any:
         if network in ("", "auto", "none"):
@@ -1148,6 +1323,8 @@ class OpenStackPlatform(TracksAvailability, Platform):
         run = self.client.run
         handle = spec.handle
         await self._delete_server(spec)
+        if spec.data or spec.handle.get("data_volume"):
+            await self._delete_data(spec)
         if handle.get("floating_ip_id"):
             await run(
                 "delete the floating IP",
@@ -1213,3 +1390,52 @@ def _quota_message(flavor: Flavor, view: CloudView) -> MessageItem:
         f"needs more than the quota leaves for this broker: {' and '.join(parts)}",
         flavor=flavor.name,
     )
+
+
+async def _pack(spec: SessionSpec, directory: Path, size: int) -> Path:
+    """``spec``'s staged files in a raw ext4 image of ``size`` bytes under ``directory``
+    (``mkfs.ext4 -d`` of a tree of hard links to the cached files: no root needed)."""
+    tree, image = directory / "tree", directory / "data.img"
+    layout = image_layout(spec.data)
+    await asyncio.to_thread(_link_tree, layout, tree)
+    process = await asyncio.create_subprocess_exec(
+        "mkfs.ext4",
+        "-q",
+        "-F",
+        "-O",
+        "^has_journal",  # mounted read-only: no journal needed
+        "-m",
+        "0",
+        "-N",
+        str(inode_count(len(layout))),
+        "-L",
+        data_label(spec.uuid),
+        "-E",
+        "root_owner=0:0",
+        "-d",
+        str(tree),
+        str(image),
+        f"{size // 1024}k",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    if process.returncode:
+        text = output.decode(errors="replace").strip()[-500:]
+        raise RuntimeError(f"mkfs.ext4 could not pack the staged data: {text}")
+    return image
+
+
+def _sizes(layout: list[tuple[str, str]]) -> list[int]:
+    return [os.path.getsize(source) for _, source in layout]
+
+
+def _link_tree(layout: list[tuple[str, str]], tree: Path) -> None:
+    """Hard links (copies across file systems) of the cached files at their image paths."""
+    for target, source in layout:
+        path = tree / target
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, path)
+        except OSError:
+            shutil.copyfile(source, path)
