@@ -4,8 +4,9 @@ Each ``openstack`` CLI call costs seconds (it imports everything and authenticat
 the catalogue, flavors and images are created here, in one process with one session:
 
 1. the catalogue: services and endpoints of Placement, Glance, Cinder (as block-storage and
-   volumev3, the type Nova looks for), Nova and the Neutron stub
-   (Keystone's own comes from ``keystone-manage bootstrap``); then ``run/catalog.ready``, which
+   volumev3, the type Nova looks for), Nova and the Neutron stub (Keystone's own comes from
+   ``keystone-manage bootstrap``), and the "service" role for the admin user (Nova's service
+   token, see :func:`service_role`); then ``run/catalog.ready``, which
    start.sh waits for before it starts Nova (nova-compute reports to Placement at start);
 2. once Nova and Glance answer: the flavors and images below;
 3. a probe server is built and deleted: when it reached ACTIVE, the fake hypervisor is in
@@ -92,6 +93,15 @@ def catalogue(conn: Any, endpoints: dict[str, tuple[str, str]]) -> None:
                 service_id=service.id, interface=interface, url=url, region_id="RegionOne"
             )
     log(f"catalogue: {', '.join(endpoints)}")
+
+
+def service_role(conn: Any) -> None:
+    """Give the admin user (every service's user here) the "service" role keystone-manage
+    bootstrap made: Nova's service token must carry it for Cinder to let Nova delete the
+    attachment of a server's volume (Cinder 2023.2 and later, bug 2004555)."""
+    role = conn.identity.find_role("service", ignore_missing=False)
+    conn.identity.assign_project_role_to_user(conn.current_project_id, conn.current_user_id, role)
+    log("service role given to the admin user")
 
 
 def flavors(conn: Any) -> None:
@@ -225,6 +235,7 @@ def main() -> int:
             "volumev3": ("cinderv3", args.volume),
         },
     )
+    service_role(conn)
     (run / "catalog.ready").touch()
     conn.close()
 

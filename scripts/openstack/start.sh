@@ -225,8 +225,10 @@ graceful_shutdown_timeout = 2
 connection = $DB/cinder
 [keystone_authtoken]
 $AUTH
-# Nova sends a service token (its admin user's, without the "service" role) with its calls
-service_token_roles_required = false
+# Nova detaches a server's volumes with a service token (the admin user's, which has the
+# "service" role: bootstrap.py); without one Cinder refuses to delete the attachment of a
+# live server (ConflictNovaUsingAttachment, bug 2004555) and the volume stays in-use.
+service_token_roles_required = true
 [nova]
 $AUTH
 [service_user]
@@ -276,7 +278,10 @@ $AUTH
 $AUTH
 os_region_name = RegionOne
 [service_user]
-send_service_user_token = false
+# Cinder lets only a service (a service token with the "service" role) delete the attachment
+# of a server's volume: on server delete, Nova's
+send_service_user_token = true
+$AUTH
 [oslo_concurrency]
 lock_path = $BASE/nova/lock
 [scheduler]

@@ -166,3 +166,24 @@ def test_a_failed_release_fails_the_session_and_says_why(
     assert problem["message"] == "releasing the resources failed: the scratch volume is still busy"
     # the notebook itself ran; its output is still there
     assert Path(session["jeb:outputs"]["notebook"]).exists()
+
+
+def test_a_release_with_leftovers_ends_the_session_with_a_warning(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    """A platform giving up on a leftover (ReleaseLeftovers) does not keep the session
+    RELEASING nor fail it: it ends as planned, the leftover named in a warning."""
+    broker = broker_factory(
+        "--LocalPlatform.cores=2",
+        "--platform=tests.fixtures.platforms:ReleaseLeavesPlatform",
+        env={"PYTHONPATH": REPO_ROOT},
+    )
+    nb = str(write_notebook(tmp_path / "ok.ipynb", "print('fine')"))
+    with broker.client() as c:
+        url = _book_now(c, notebook_request(location=nb))
+        session, _ = _wait(c, url, FINAL)
+    assert session["phase"] == "COMPLETED", session
+    (note,) = [m for m in session["meta"]["messages"] if "left for" in m.get("message", "")]
+    assert note["kind"] == "urn:platform" and note["level"] == "WARN", note
+    uuid = session["meta"]["uuid"]
+    assert note["message"] == f"the scratch volume of {uuid} is left for the operator"

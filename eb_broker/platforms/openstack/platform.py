@@ -49,6 +49,7 @@ from ..base import (
     PlatformState,
     PlatformStatus,
     PlatformUnavailable,
+    ReleaseLeftovers,
     SessionSpec,
 )
 from .client import JSON, CloudClient, OpenStackError, OpenStackUnavailable
@@ -384,6 +385,13 @@ class OpenStackPlatform(TracksAvailability, Platform):
         help="Seconds a data volume may take to become available (Cinder copies the image's "
         "bytes into it) before the session FAILs.",
     )
+    data_release_timeout = Float(
+        300.0,
+        config=True,
+        help="Seconds release waits for a data volume to be detached from the deleted server "
+        "(the session stays RELEASING meanwhile). Then the session ends anyway with a warning "
+        "naming the volume, left for the cloud's operator.",
+    )
     work_dir = Unicode(
         "",
         config=True,
@@ -410,6 +418,8 @@ class OpenStackPlatform(TracksAvailability, Platform):
         self._networks: dict[str, str] = {}  # name or id -> id
         self._host_source_warned = False
         self._next_check: dict[str, float] = {}
+        #: session → when release stops waiting for its data volume (time.monotonic)
+        self._release_deadlines: dict[str, float] = {}
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -1060,21 +1070,37 @@ class OpenStackPlatform(TracksAvailability, Platform):
         ):
             await self.client.run("delete the data image", CloudClient.delete_image, image["id"])
 
-    async def _delete_data(self, spec: SessionSpec) -> None:
-        """Delete the session's data volume and image (after its server). A volume still
-        attached or detaching (Nova deletes it with the server too) is tried again later."""
+    async def _delete_data(self, spec: SessionSpec) -> str:
+        """Delete the session's data volume and image (after its server; Nova deletes the
+        volume with the server, delete_on_termination, so usually it is gone or deleting).
+        A volume still attached or detaching is tried again on a later pass, for
+        ``data_release_timeout`` seconds; then the session ends without it: the text saying
+        which volume is left ('' when none)."""
         run = self.client.run
         name = data_name(spec.uuid)
+        await self._delete_data_images(name)
         for volume in await run("look for the data volume", CloudClient.volumes_named, name):
             status = volume["status"]
             if volume["name"] != name or status == "deleting":
                 continue
-            if status not in ("available", "error", "error_deleting"):
+            if status in ("available", "error", "error_deleting"):
+                await run("delete the data volume", CloudClient.delete_volume, volume["id"])
+                continue
+            deadline = self._release_deadlines.setdefault(
+                spec.uuid, time.monotonic() + self.data_release_timeout
+            )
+            if time.monotonic() < deadline:
                 raise PlatformUnavailable(
                     f"the data volume of {spec.uuid} is {status}; deleting it later"
                 )
-            await run("delete the data volume", CloudClient.delete_volume, volume["id"])
-        await self._delete_data_images(name)
+            self._release_deadlines.pop(spec.uuid, None)
+            return (
+                f"the data volume {name} ({volume['id']}) is still {status} "
+                f"{self.data_release_timeout:g} s after its server was deleted: it is left "
+                "for the cloud's operator to delete"
+            )
+        self._release_deadlines.pop(spec.uuid, None)
+        return ""
 
     async def _networks_of(self, network: str) -> Any:
         if network in ("", "auto", "none"):
@@ -1323,8 +1349,9 @@ class OpenStackPlatform(TracksAvailability, Platform):
         run = self.client.run
         handle = spec.handle
         await self._delete_server(spec)
+        leftover = ""
         if spec.data or spec.handle.get("data_volume"):
-            await self._delete_data(spec)
+            leftover = await self._delete_data(spec)
         if handle.get("floating_ip_id"):
             await run(
                 "delete the floating IP",
@@ -1348,6 +1375,8 @@ class OpenStackPlatform(TracksAvailability, Platform):
                 ) from exc
         for what in ("ready", "floating-ip"):
             self._next_check.pop(f"{spec.uuid}/{what}", None)
+        if leftover:
+            raise ReleaseLeftovers(leftover)
 
     async def close(self) -> None:
         for client in (self._client, self._placement):
