@@ -92,6 +92,8 @@ def test_staged_data_reaches_the_server_on_a_cinder_volume(
         session = wait_phase(c, url, {"RUNNING", "AVAILABLE", *FINAL}, timeout=180)
         assert session["phase"] in ("RUNNING", "AVAILABLE"), (messages(session), broker.log())
         assert session["jeb:staging"]["state"] == "staged", messages(session)
+        # launch did not wait for Cinder: poll() created the server once the volume was made
+        assert "the data volume is ready; the server is being created" in messages(session)
 
         (volume,) = data_volumes(os_site, uuid)
         admin = os_site.cloud.admin()

@@ -870,22 +870,31 @@ class OpenStackPlatform(TracksAvailability, Platform):
         and keypair are found by name, the security group by name, the floating IP by its
         description).
 
+        A session with data first gets its data volume (see .data): while Cinder makes it,
+        the handle has no server (``data_volume_id``, ``data_deadline``) and poll() calls
+        launch again on each pass until the volume is available, then the server is created
+        with it; nothing blocks the reconciler's pass meanwhile.
+
         While the API is down nothing can be created: :class:`OpenStackUnavailable` (a
         ``PlatformUnavailable``) makes the reconciler keep the session PREPARING and call
         ``launch`` again on a later pass.
         """
         settings = self.settings(spec.request, with_pools(spec.resources))
         with self._calling_api():
-            extras = await self._extras(spec, settings)
             found = await self.client.run(
                 "look for the server", CloudClient.servers_named, server_name(spec.uuid)
             )
+            volume: JSON = {}
+            if spec.data and not found:
+                volume = await self._data_volume(spec)
+                if volume["status"] != "available":
+                    return self._volume_handle(spec, volume)  # poll() goes on once it is
+            extras = await self._extras(spec, settings)
             if found:
                 server = found[0]
                 self.log.info("adopting server %s of %s", server["id"], spec.uuid)
             else:
-                volume_id = await self._data_volume(spec) if spec.data else ""
-                server = await self._create(spec, settings, extras, volume_id)
+                server = await self._create(spec, settings, extras, str(volume.get("id") or ""))
         profile = settings.profile
         handle = {
             **spec.handle,
@@ -908,6 +917,7 @@ class OpenStackPlatform(TracksAvailability, Platform):
         }
         if spec.data:
             handle["data_volume"] = data_name(spec.uuid)
+            handle.pop("data_deadline", None)
         if extras.floating_ip:
             handle.update(floating_ip_id=extras.floating_ip["id"])
             handle.update(floating_ip=extras.floating_ip["address"])
@@ -1002,10 +1012,22 @@ class OpenStackPlatform(TracksAvailability, Platform):
 
     # -- staged data on a volume (see .data) ------------------------------------------------------
 
-    async def _data_volume(self, spec: SessionSpec) -> str:
-        """The id of the session's data volume once it is available: made from an image of
-        the staged files (or found by name after a crash). The image is deleted once the
-        volume holds its bytes. Raises RuntimeError when Cinder cannot make it in time."""
+    def _volume_handle(self, spec: SessionSpec, volume: JSON) -> dict[str, Any]:
+        """The handle of a session whose data volume Cinder is still making (no server yet):
+        poll() calls launch again until the volume is available, by ``data_deadline``."""
+        deadline = spec.handle.get("data_deadline") or time.time() + self.data_volume_timeout
+        return {
+            **spec.handle,
+            "data_volume": data_name(spec.uuid),
+            "data_volume_id": volume["id"],
+            "data_deadline": deadline,
+        }
+
+    async def _data_volume(self, spec: SessionSpec) -> JSON:
+        """The session's data volume, made from an image of the staged files (or found by
+        name after a crash, or on a later launch while Cinder copies the image into it). The
+        image is deleted once the volume holds its bytes. Raises RuntimeError when Cinder
+        cannot make it, or not by the handle's ``data_deadline``."""
         run = self.client.run
         name = data_name(spec.uuid)
         found = await run("look for the data volume", CloudClient.volumes_named, name)
@@ -1023,19 +1045,16 @@ class OpenStackPlatform(TracksAvailability, Platform):
                 self.data_volume_type,
             )
             self.log.info("creating data volume %s (%s GiB)", volume["id"], volume["size"])
-        deadline = time.monotonic() + self.data_volume_timeout
-        while volume["status"] != "available":
-            if volume["status"] == "error":
-                raise RuntimeError(f"Cinder could not make the data volume {name} (status error)")
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the data volume {name} is still {volume['status']} after "
-                    f"{self.data_volume_timeout:g} s"
-                )
-            await asyncio.sleep(1.0)
-            volume = await run("read the data volume", CloudClient.get_volume, volume["id"])
-        await self._delete_data_images(name)
-        return str(volume["id"])
+        status = volume["status"]
+        if status == "error":
+            raise RuntimeError(f"Cinder could not make the data volume {name} (status error)")
+        if status == "available":
+            await self._delete_data_images(name)
+        elif time.time() > float(spec.handle.get("data_deadline") or "inf"):
+            raise RuntimeError(
+                f"the data volume {name} is still {status} after {self.data_volume_timeout:g} s"
+            )
+        return volume
 
     def _pack_root(self) -> Path:
         """Where images are packed: beside the staging cache (hard links, no copies)."""
@@ -1135,6 +1154,8 @@ class OpenStackPlatform(TracksAvailability, Platform):
         pending = []
         for spec in specs:
             if not spec.handle.get("server_id"):
+                if spec.handle.get("data_volume_id"):
+                    pending.append(self._launch_when_ready(spec))
                 continue
             server = by_uuid.get(spec.uuid)
             if server is None:
@@ -1151,6 +1172,29 @@ class OpenStackPlatform(TracksAvailability, Platform):
         for uuid, status in await asyncio.gather(*pending):
             out[uuid] = status
         return out
+
+    async def _launch_when_ready(self, spec: SessionSpec) -> tuple[str, PlatformStatus]:
+        """A session waiting for its data volume: launch again, which creates the server once
+        Cinder has made the volume (the reconciler's pass does not wait for Cinder)."""
+        try:
+            handle = await self.launch(spec)
+        except PlatformUnavailable:
+            return spec.uuid, PlatformStatus(PlatformState.UNKNOWN)
+        except Exception as exc:
+            self.log.warning("launching %s failed: %s", spec.uuid, exc)
+            problem = msg.error(msg.PLATFORM, f"the platform could not start it: {exc}")
+            return spec.uuid, PlatformStatus(PlatformState.FAILED, [problem])
+        note = (
+            "the data volume is ready; the server is being created"
+            if handle.get("server_id")
+            else "Cinder is making the data volume"
+        )
+        status = PlatformStatus(
+            PlatformState.PREPARING,
+            [msg.info(msg.PLATFORM, note)],
+            handle=handle if handle != spec.handle else None,
+        )
+        return spec.uuid, status
 
     async def _status(self, spec: SessionSpec, server: JSON) -> tuple[str, PlatformStatus]:
         """The status of one session from its server (plus a readiness check or a console
