@@ -22,7 +22,13 @@ from eb_sdk.model import messages as msg
 
 from .core import BrokerCore
 from .ledger import SessionRow
-from .platforms.base import PlatformState, PlatformStatus, PlatformUnavailable, SessionSpec
+from .platforms.base import (
+    PlatformState,
+    PlatformStatus,
+    PlatformUnavailable,
+    ReleaseLeftovers,
+    SessionSpec,
+)
 from .staging.service import FAILED as STAGING_FAILED
 from .staging.service import STAGED, staged_messages
 
@@ -315,6 +321,9 @@ class Reconciler:
         except PlatformUnavailable as exc:
             log.warning("cannot release %s now (%s); trying again", row.uuid, exc)
             return  # stays RELEASING with stop_requested: finished on a later pass
+        except ReleaseLeftovers as exc:
+            log.warning("released %s with leftovers: %s", row.uuid, exc)
+            release_problems = _new_messages(row, [msg.warn(msg.PLATFORM, str(exc))])
         except Exception as exc:
             log.exception("releasing %s failed", row.uuid)
             outcome = Phase.FAILED

@@ -61,6 +61,15 @@ class PlatformUnavailable(Exception):
     """
 
 
+class ReleaseLeftovers(Exception):
+    """``release`` gave up on something it could not delete in time (an OpenStack volume
+    still attached long after its server went, say).
+
+    The session ends as planned all the same (it must not stay RELEASING for ever), with a
+    warning naming what is left for an operator; the message is the exception's text.
+    """
+
+
 @dataclass(frozen=True)
 class StagedData:
     """A data resource the broker staged for a session (see docs/data.md).

@@ -3,21 +3,26 @@
 Each ``openstack`` CLI call costs seconds (it imports everything and authenticates anew), so
 the catalogue, flavors and images are created here, in one process with one session:
 
-1. the catalogue: services and endpoints of Placement, Glance, Nova and the Neutron stub
-   (Keystone's own comes from ``keystone-manage bootstrap``); then ``run/catalog.ready``, which
+1. the catalogue: services and endpoints of Placement, Glance, Cinder (as block-storage and
+   volumev3, the type Nova looks for), Nova and the Neutron stub (Keystone's own comes from
+   ``keystone-manage bootstrap``), and the "service" role for the admin user (Nova's service
+   token, see :func:`service_role`); then ``run/catalog.ready``, which
    start.sh waits for before it starts Nova (nova-compute reports to Placement at start);
 2. once Nova and Glance answer: the flavors and images below;
 3. a probe server is built and deleted: when it reached ACTIVE, the fake hypervisor is in
    Placement and mapped into the cell (nova-scheduler discovers hosts every 2 s), so the
-   stack can build servers. Then ``run/ready``.
+   stack can build servers; a probe volume is created and deleted: when it became
+   available, cinder-scheduler has the file backend's capacity. Then ``run/ready``.
 
 Run by start.sh with the services' virtualenv: ``python bootstrap.py BASE --placement URL
---image URL --compute URL --network URL`` (OS_CLIENT_CONFIG_FILE names the admin cloud).
+--image URL --compute URL --network URL --volume URL`` (OS_CLIENT_CONFIG_FILE names the admin
+cloud).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -90,6 +95,15 @@ def catalogue(conn: Any, endpoints: dict[str, tuple[str, str]]) -> None:
     log(f"catalogue: {', '.join(endpoints)}")
 
 
+def service_role(conn: Any) -> None:
+    """Give the admin user (every service's user here) the "service" role keystone-manage
+    bootstrap made: Nova's service token must carry it for Cinder to let Nova delete the
+    attachment of a server's volume (Cinder 2023.2 and later, bug 2004555)."""
+    role = conn.identity.find_role("service", ignore_missing=False)
+    conn.identity.assign_project_role_to_user(conn.current_project_id, conn.current_user_id, role)
+    log("service role given to the admin user")
+
+
 def flavors(conn: Any) -> None:
     for name, vcpus, ram, extra in FLAVORS:
         flavor = conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=1, is_public=True)
@@ -146,6 +160,39 @@ def probe_server(conn: Any, seconds: float = 120.0) -> None:
         time.sleep(1.0)
 
 
+def probe_volume(conn: Any, seconds: float = 120.0) -> None:
+    """Create a 1 GiB volume and delete it: the stack can make volumes (the scheduler has the
+    backend's capacity; until then volumes end in error, "No valid backend")."""
+    deadline = time.monotonic() + seconds
+    attempt = 0
+    while True:
+        attempt += 1
+        name = f"eb-bootstrap-probe-{attempt}"
+        volume = retry(
+            "cinder-api", functools.partial(conn.block_storage.create_volume, size=1, name=name)
+        )
+        status = _settle(conn, volume, deadline).status
+        conn.block_storage.delete_volume(volume.id)
+        conn.block_storage.wait_for_delete(volume, wait=60)
+        if status == "available":
+            log(f"probe volume available (attempt {attempt})")
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the probe volume ended in error")
+        log("probe volume error (no backend yet?); trying again")
+        time.sleep(1.0)
+
+
+def _settle(conn: Any, volume: Any, deadline: float) -> Any:
+    """The volume once it is available or in error."""
+    while volume.status not in ("available", "error"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the probe volume is still {volume.status}")
+        time.sleep(0.3)
+        volume = conn.block_storage.get_volume(volume.id)
+    return volume
+
+
 def wait_for_hypervisor(conn: Any, seconds: float = 120.0) -> None:
     """nova-compute is up and its provider has inventory in Placement."""
 
@@ -170,7 +217,7 @@ def wait_for_hypervisor(conn: Any, seconds: float = 120.0) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base", type=Path)
-    for service in ("placement", "image", "compute", "network"):
+    for service in ("placement", "image", "compute", "network", "volume"):
         parser.add_argument(f"--{service}", required=True, help=f"URL of the {service} API")
     args = parser.parse_args()
     run = args.base / "run"
@@ -184,8 +231,11 @@ def main() -> int:
             "image": ("glance", args.image),
             "compute": ("nova", args.compute),
             "network": ("neutron", args.network),
+            "block-storage": ("cinder", args.volume),
+            "volumev3": ("cinderv3", args.volume),
         },
     )
+    service_role(conn)
     (run / "catalog.ready").touch()
     conn.close()
 
@@ -197,6 +247,7 @@ def main() -> int:
     images(conn)
     wait_for_hypervisor(conn)
     probe_server(conn)
+    probe_volume(conn)
     (run / "ready").touch()
     log(f"done in {time.monotonic() - started:.1f} s")
     return 0

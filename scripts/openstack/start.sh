@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Start a small real OpenStack on 127.0.0.1 for tests: Keystone, Placement, Glance and Nova
-# (api, conductor, scheduler, compute with the *fake* virt driver) from PyPI, served by uWSGI,
+# Start a small real OpenStack on 127.0.0.1 for tests: Keystone, Placement, Glance, Cinder
+# (api, scheduler, volume with eb_cinder_file_driver.py: volumes are sparse files under
+# BASE/cinder/volumes) and Nova (api, conductor, scheduler, compute with the *fake* virt
+# driver, attaching volumes through Cinder) from PyPI, served by uWSGI,
 # on a throwaway PostgreSQL cluster and RabbitMQ (Debian's), plus neutron_stub.py (Nova asks
 # Neutron about ports and security groups even for servers booted with networks "none").
 #
 #   scripts/openstack/start.sh BASE
 #
 # Environment (all optional):
-#   OS_VENV        the services' virtualenv (default: the newest complete one ./dev setup
-#                  installed under $EB_CACHE_DIR or /var/cache/jupyter-execution-broker)
-#   KS_PORT PL_PORT GLANCE_PORT NOVA_PORT NEUTRON_PORT PG_PORT RMQ_PORT EPMD_PORT
-#                  loopback ports (defaults 15000 18778 19292 18774 19696 15432 15672 14369)
+#   OS_VENV        the services' virtualenv (default: the one ./dev setup installed for this
+#                  requirements.txt under $EB_CACHE_DIR or /var/cache/jupyter-execution-broker)
+#   KS_PORT PL_PORT GLANCE_PORT CINDER_PORT NOVA_PORT NEUTRON_PORT PG_PORT RMQ_PORT EPMD_PORT
+#                  loopback ports (defaults 15000 18778 19292 18776 18774 19696 15432 15672 14369)
 #   OS_ADMIN_PASSWORD     the admin user's password (default adminpw)
+#   CINDER_CAPACITY_GB    the capacity the file volume driver reports (default 100)
 #   NOVA_FAKE_DRIVER      Nova's compute driver (default fake.MediumFakeDriverWithNestedCustomResources:
 #                         10 vCPU, 8 GiB and a nested provider with 10 CUSTOM_MAGIC units)
 #   OS_ONLY=nova-api      (re)start only nova-api on the running stack (an API outage test)
@@ -29,10 +32,13 @@ LOG="$BASE/log"
 RUN="$BASE/run"
 ETC="$BASE/etc"
 
+# the virtualenv ./dev setup installed for this requirements.txt (<cache>/openstack-<series>-
+# <digest>, see ensure_openstack in ./dev)
 find_venv() {
-    local root
+    local root digest
+    digest="$(sha256sum "$HERE/requirements.txt" | cut -c1-12)"
     for root in ${EB_CACHE_DIR:-} /var/cache/jupyter-execution-broker "${XDG_CACHE_HOME:-$HOME/.cache}/jupyter-execution-broker"; do
-        { ls -d "$root"/openstack-*/.complete 2>/dev/null || true; } | sort -V | tail -1 | xargs -r dirname
+        { ls -d "$root"/openstack-*-"$digest"/.complete 2>/dev/null || true; } | head -1 | xargs -r dirname
     done | head -1
 }
 VENV="${OS_VENV:-}"
@@ -42,7 +48,7 @@ VENV="${OS_VENV:-}"
 PY="$VENV/bin/python"
 
 KS_PORT="${KS_PORT:-15000}"; PL_PORT="${PL_PORT:-18778}"; GLANCE_PORT="${GLANCE_PORT:-19292}"
-NOVA_PORT="${NOVA_PORT:-18774}"; NEUTRON_PORT="${NEUTRON_PORT:-19696}"
+CINDER_PORT="${CINDER_PORT:-18776}"; NOVA_PORT="${NOVA_PORT:-18774}"; NEUTRON_PORT="${NEUTRON_PORT:-19696}"
 PG_PORT="${PG_PORT:-15432}"; RMQ_PORT="${RMQ_PORT:-15672}"; EPMD_PORT="${EPMD_PORT:-14369}"
 ADMIN_PW="${OS_ADMIN_PASSWORD:-adminpw}"
 FAKE_DRIVER="${NOVA_FAKE_DRIVER:-fake.MediumFakeDriverWithNestedCustomResources}"
@@ -70,16 +76,18 @@ wait_http() {
     fail "$name did not answer at $url within $seconds s" "$LOG/$name.log" "$LOG/$name-uwsgi.log"
 }
 
-# uwsgi_app NAME PORT MODULE [ENV=VALUE ...]: one uWSGI master + 1 worker with 4 threads.
-# "Connection: close": keystoneauth's keep-alive connections to uWSGI's --http-socket get
-# reset on POSTs otherwise. --http-chunked-input: Glance's image uploads.
+# uwsgi_app NAME PORT MODULE [ENV=VALUE ...] [-- UWSGI-OPTION ...]: one uWSGI master + 1
+# worker with 4 threads. "Connection: close": keystoneauth's keep-alive connections to uWSGI's
+# --http-socket get reset on POSTs otherwise. --http-chunked-input: Glance's image uploads.
 uwsgi_app() {
-    local name="$1" port="$2" module="$3"
+    local name="$1" port="$2" module="$3" envs=()
     shift 3
-    env "$@" "$VENV/bin/uwsgi" --http-socket "127.0.0.1:$port" --module "$module" \
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+    [ $# -gt 0 ] && shift
+    env "${envs[@]}" "$VENV/bin/uwsgi" --http-socket "127.0.0.1:$port" --module "$module" \
         --master --processes 1 --threads 4 --die-on-term --need-app --lazy-apps \
         --add-header "Connection: close" --http-chunked-input --buffer-size 65535 \
-        --home "$VENV" --pidfile "$RUN/$name.pid" >"$LOG/$name-uwsgi.log" 2>&1 </dev/null &
+        --home "$VENV" --pidfile "$RUN/$name.pid" "$@" >"$LOG/$name-uwsgi.log" 2>&1 </dev/null &
 }
 
 # daemon NAME COMMAND...: a background process with a pid file.
@@ -118,7 +126,7 @@ as_pg "$PGBIN/initdb" -D "$BASE/pg/data" -A trust -U postgres --no-sync >"$LOG/i
 as_pg "$PGBIN/pg_ctl" -D "$BASE/pg/data" -l "$BASE/pg/pg.log" -w start \
     -o "-p $PG_PORT -k $BASE/pg -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
     >/dev/null || fail "PostgreSQL did not start" "$BASE/pg/pg.log"
-printf 'CREATE DATABASE %s;\n' keystone placement glance nova_api nova_cell0 nova_cell1 |
+printf 'CREATE DATABASE %s;\n' keystone placement glance cinder nova_api nova_cell0 nova_cell1 |
     psql -q -h 127.0.0.1 -p "$PG_PORT" -U postgres >/dev/null
 
 # ---- RabbitMQ (Debian's), run directly (not through the wrapper that switches to the
@@ -139,8 +147,8 @@ printf '%s\n' "${rabbit_env[@]}" >"$R/env"
 daemon rabbitmq env "${rabbit_env[@]}" /usr/lib/rabbitmq/bin/rabbitmq-server
 
 # ---- configuration files
-mkdir -p "$ETC"/{keystone,placement,glance,nova} "$BASE/keystone"/{fernet,credential} \
-    "$BASE/glance"/{images,staging,tasks} "$BASE/nova"/{instances,lock}
+mkdir -p "$ETC"/{keystone,placement,glance,cinder,nova} "$BASE/keystone"/{fernet,credential} \
+    "$BASE/glance"/{images,staging,tasks} "$BASE/cinder"/{volumes,lock,conversion} "$BASE/nova"/{instances,lock}
 chmod 700 "$BASE/keystone/fernet" "$BASE/keystone/credential"
 AUTH="auth_type = password
 auth_url = $KS_URL
@@ -197,6 +205,42 @@ $AUTH
 flavor = keystone
 config_file = $VENV/etc/glance/glance-api-paste.ini
 CONF
+# Cinder: one backend, "file" (eb_cinder_file_driver.py, imported from $HERE). The scheduler
+# waits for the volume service's first capabilities, not the default 60 s.
+cat >"$ETC/cinder/cinder.conf" <<CONF
+[DEFAULT]
+transport_url = $TRANSPORT
+auth_strategy = keystone
+host = eb-volume-1
+my_ip = 127.0.0.1
+state_path = $BASE/cinder
+image_conversion_dir = $BASE/cinder/conversion
+api_paste_config = $VENV/etc/cinder/api-paste.ini
+enabled_backends = file
+default_volume_type = __DEFAULT__
+scheduler_driver_init_wait_time = 5
+periodic_fuzzy_delay = 0
+graceful_shutdown_timeout = 2
+[database]
+connection = $DB/cinder
+[keystone_authtoken]
+$AUTH
+# Nova detaches a server's volumes with a service token (the admin user's, which has the
+# "service" role: bootstrap.py); without one Cinder refuses to delete the attachment of a
+# live server (ConflictNovaUsingAttachment, bug 2004555) and the volume stays in-use.
+service_token_roles_required = true
+[nova]
+$AUTH
+[service_user]
+send_service_user_token = false
+[oslo_concurrency]
+lock_path = $BASE/cinder/lock
+[file]
+volume_driver = eb_cinder_file_driver.FileVolumeDriver
+volume_backend_name = file
+eb_file_volumes_dir = $BASE/cinder/volumes
+eb_file_capacity_gb = ${CINDER_CAPACITY_GB:-100}
+CONF
 cp "$VENV/etc/nova/api-paste.ini" "$ETC/nova/api-paste.ini"
 printf '[DEFAULT]\nlog_file = %s\n' "$LOG/nova-api.log" >"$ETC/nova/nova-api.conf"
 cat >"$ETC/nova/nova.conf" <<CONF
@@ -230,8 +274,14 @@ $AUTH
 $AUTH
 [neutron]
 $AUTH
+[cinder]
+$AUTH
+os_region_name = RegionOne
 [service_user]
-send_service_user_token = false
+# Cinder lets only a service (a service token with the "service" role) delete the attachment
+# of a server's volume: on server delete, Nova's
+send_service_user_token = true
+$AUTH
 [oslo_concurrency]
 lock_path = $BASE/nova/lock
 [scheduler]
@@ -248,6 +298,7 @@ CONF
 # ---- database schemas: four independent chains, in parallel
 KM=("$VENV/bin/keystone-manage" --config-file "$ETC/keystone/keystone.conf")
 NM=("$VENV/bin/nova-manage" --config-file "$ETC/nova/nova.conf")
+CINDER=(--config-file "$ETC/cinder/cinder.conf")
 (
     "${KM[@]}" db_sync
     "${KM[@]}" fernet_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
@@ -261,6 +312,8 @@ OS_PLACEMENT_CONFIG_DIR="$ETC/placement" "$VENV/bin/placement-manage" --config-d
 sync_placement=$!
 "$VENV/bin/glance-manage" --config-file "$ETC/glance/glance-api.conf" db_sync >"$LOG/sync-glance.log" 2>&1 &
 sync_glance=$!
+"$VENV/bin/cinder-manage" "${CINDER[@]}" db sync >"$LOG/sync-cinder.log" 2>&1 &
+sync_cinder=$!
 (
     "${NM[@]}" api_db sync
     "${NM[@]}" cell_v2 map_cell0 --database_connection "$DB/nova_cell0"
@@ -284,13 +337,18 @@ wait_http "$KS_URL" 120 keystone "$RUN/keystone.pid"
 # run/catalog.ready, then waits for Nova and Glance and creates flavors and images.
 OS_CLIENT_CONFIG_FILE="$BASE/clouds.yaml" daemon bootstrap "$PY" "$HERE/bootstrap.py" "$BASE" \
     --placement "http://127.0.0.1:$PL_PORT" --image "http://127.0.0.1:$GLANCE_PORT" \
-    --compute "http://127.0.0.1:$NOVA_PORT/v2.1" --network "http://127.0.0.1:$NEUTRON_PORT"
+    --compute "http://127.0.0.1:$NOVA_PORT/v2.1" --network "http://127.0.0.1:$NEUTRON_PORT" \
+    --volume "http://127.0.0.1:$CINDER_PORT/v3/%(project_id)s"
 
 wait $sync_placement || fail "placement's database setup failed" "$LOG/sync-placement.log"
 uwsgi_app placement "$PL_PORT" placement.wsgi.api:application OS_PLACEMENT_CONFIG_DIR="$ETC/placement"
 wait $sync_glance || fail "glance's database setup failed" "$LOG/sync-glance.log"
 uwsgi_app glance "$GLANCE_PORT" glance.wsgi.api:application OS_GLANCE_CONFIG_DIR="$ETC/glance"
 daemon neutron-stub "$PY" "$HERE/neutron_stub.py" "$NEUTRON_PORT"
+wait $sync_cinder || fail "cinder's database setup failed" "$LOG/sync-cinder.log"
+# --pyargv: cinder.wsgi.api reads its configuration files from sys.argv
+uwsgi_app cinder-api "$CINDER_PORT" cinder.wsgi.api:application -- \
+    --pyargv "${CINDER[*]} --log-file $LOG/cinder-api.log"
 wait $sync_nova || fail "nova's database setup failed" "$LOG/sync-nova.log"
 for _ in $(seq 1 300); do   # nova's services need the message bus at start
     (exec 3<>"/dev/tcp/127.0.0.1/$RMQ_PORT") 2>/dev/null && break
@@ -302,6 +360,11 @@ done
 for svc in conductor scheduler; do
     daemon "nova-$svc" "$VENV/bin/nova-$svc" --config-file "$ETC/nova/nova.conf"
 done
+cinder_service() {
+    daemon "cinder-$1" env PYTHONPATH="$HERE" "$VENV/bin/cinder-$1" "${CINDER[@]}" \
+        --log-file "$LOG/cinder-$1.log"
+}
+cinder_service volume
 for _ in $(seq 1 300); do
     [ -f "$RUN/catalog.ready" ] && break
     kill -0 "$(cat "$RUN/bootstrap.pid")" 2>/dev/null || fail "bootstrap.py exited" "$LOG/bootstrap.out"
@@ -313,9 +376,20 @@ daemon nova-compute "$VENV/bin/nova-compute" --config-file "$ETC/nova/nova.conf"
 start_nova_api
 wait_http "http://127.0.0.1:$PL_PORT/" 60 placement "$RUN/placement.pid"
 wait_http "http://127.0.0.1:$GLANCE_PORT/" 60 glance "$RUN/glance.pid"
+wait_http "http://127.0.0.1:$CINDER_PORT/" 60 cinder-api "$RUN/cinder-api.pid"
+# cinder-scheduler asks the volume services for their capacity when it starts; after that
+# cinder-volume reports it only every 60 s. So the scheduler starts once cinder-volume
+# listens, and places volumes at once.
+for _ in $(seq 1 300); do
+    grep -q "Driver post RPC initialization completed" "$LOG/cinder-volume.log" 2>/dev/null && break
+    kill -0 "$(cat "$RUN/cinder-volume.pid")" 2>/dev/null || fail "cinder-volume exited" "$LOG/cinder-volume.log" "$LOG/cinder-volume.out"
+    sleep 0.2
+done
+cinder_service scheduler
 
 # bootstrap.py finishes once the fake hypervisor is in Placement and mapped into the cell
 code=0
 wait "$(cat "$RUN/bootstrap.pid")" || code=$?
-[ $code = 0 ] || fail "bootstrap.py failed ($code)" "$LOG/bootstrap.out" "$LOG/nova-compute.log" "$LOG/nova-scheduler.log"
+[ $code = 0 ] || fail "bootstrap.py failed ($code)" "$LOG/bootstrap.out" "$LOG/nova-compute.log" \
+    "$LOG/nova-scheduler.log" "$LOG/cinder-volume.log" "$LOG/cinder-scheduler.log"
 echo "OS_CLIENT_CONFIG_FILE=$BASE/clouds.yaml OS_CLOUD=eb-admin"

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Stop what start.sh started, by pid file only (SIGTERM, then SIGKILL after 10 s): the
-# OpenStack services, RabbitMQ (and the epmd it started on its private port) and PostgreSQL.
+# Stop what start.sh started, by pid file only (and the children of those processes; SIGTERM,
+# then SIGKILL after 10 s): the OpenStack services (Nova, Cinder, Glance, Placement, Keystone),
+# RabbitMQ (and the epmd it started on its private port) and PostgreSQL.
 #
 #   scripts/openstack/stop.sh BASE
 #   OS_ONLY=nova-api scripts/openstack/stop.sh BASE    only nova-api (an API outage)
 BASE="${1:?usage: stop.sh BASE}"
 RUN="$BASE/run"
-names=(nova-api nova-compute nova-scheduler nova-conductor glance placement neutron-stub keystone bootstrap rabbitmq)
+names=(nova-api nova-compute nova-scheduler nova-conductor cinder-volume cinder-scheduler cinder-api glance placement neutron-stub keystone bootstrap rabbitmq)
 [ "${OS_ONLY:-}" = nova-api ] && names=(nova-api)
 # alive PID: running, not a zombie waiting for init to reap it
 alive() { local st; st="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"; [ -n "$st" ] && [ "$st" != Z ]; }
@@ -15,8 +16,12 @@ for name in "${names[@]}"; do
     f="$RUN/$name.pid"
     [ -s "$f" ] || continue
     pid="$(cat "$f")"
+    # its children too, found before it stops: cinder-volume runs its backend in a child
+    # process, which a killed parent leaves running (re-parented to init)
+    kids=($(pgrep -P "$pid" 2>/dev/null || true))
     # SIGTERM: uWSGI runs with --die-on-term, the Erlang VM and the oslo services stop on it
     kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+    for kid in "${kids[@]}"; do kill -TERM "$kid" 2>/dev/null && pids+=("$kid"); done
     rm -f "$f"
 done
 for _ in $(seq 1 100); do

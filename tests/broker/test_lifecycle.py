@@ -148,21 +148,40 @@ def test_running_notebook_survives_kill9_runs_once_and_completes(
     assert marker.read_text() == "started\n"  # its cells ran exactly once
 
 
-def test_a_failed_release_fails_the_session_and_says_why(
-    broker_factory: BrokerFactory, tmp_path: Path
-) -> None:
+def _notebook_on(platform: str, broker_factory: BrokerFactory, tmp_path: Path) -> dict[str, Any]:
+    """A notebook session run to its end on ``platform`` (a class in tests/fixtures)."""
     broker = broker_factory(
         "--LocalPlatform.cores=2",
-        "--platform=tests.fixtures.platforms:ReleaseFailsPlatform",
+        f"--platform=tests.fixtures.platforms:{platform}",
         env={"PYTHONPATH": REPO_ROOT},
     )
     nb = str(write_notebook(tmp_path / "ok.ipynb", "print('fine')"))
     with broker.client() as c:
         url = _book_now(c, notebook_request(location=nb))
         session, _ = _wait(c, url, FINAL)
+    return session
+
+
+def test_a_failed_release_fails_the_session_and_says_why(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    session = _notebook_on("ReleaseFailsPlatform", broker_factory, tmp_path)
     assert session["phase"] == "FAILED", session
     (problem,) = [m for m in session["meta"]["messages"] if "releasing" in m.get("message", "")]
     assert problem["kind"] == "urn:platform" and problem["level"] == "ERROR"
     assert problem["message"] == "releasing the resources failed: the scratch volume is still busy"
     # the notebook itself ran; its output is still there
     assert Path(session["jeb:outputs"]["notebook"]).exists()
+
+
+def test_a_release_with_leftovers_ends_the_session_with_a_warning(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    """A platform giving up on a leftover (ReleaseLeftovers) does not keep the session
+    RELEASING nor fail it: it ends as planned, the leftover named in a warning."""
+    session = _notebook_on("ReleaseLeavesPlatform", broker_factory, tmp_path)
+    assert session["phase"] == "COMPLETED", session
+    (note,) = [m for m in session["meta"]["messages"] if "left for" in m.get("message", "")]
+    assert note["kind"] == "urn:platform" and note["level"] == "WARN", note
+    uuid = session["meta"]["uuid"]
+    assert note["message"] == f"the scratch volume of {uuid} is left for the operator"

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import yaml
 
 from eb_broker.platforms.base import PlatformState
 from eb_broker.platforms.openstack import OpenStackPlatform
@@ -453,3 +454,89 @@ def test_readiness_per_kind() -> None:
     assert (notebook.interactive, notebook.readiness) == (False, "")
     active = platform(readiness="active").settings(request({"kind": VM}), [])
     assert active.readiness == "active"
+
+
+# -- staged data on a volume (eb_broker/platforms/openstack/data.py) -------------------------------
+
+
+def _staged(name: str, mount: str, readonly: bool = True) -> Any:
+    from eb_broker.platforms.base import StagedData
+
+    return StagedData(
+        name=name,
+        mount=mount,
+        readonly=readonly,
+        env=f"EB_DATA_{name.upper()}",
+        directory=False,
+        files=(("", f"/cache/objects/{name}/data"),),
+    )
+
+
+def test_data_image_and_volume_sizes() -> None:
+    from eb_broker.platforms.openstack.data import GIB, MIB, image_bytes, volume_gib
+
+    small = image_bytes([10])
+    assert small % MIB == 0 and 16 * MIB < small <= 17 * MIB
+    big = image_bytes([GIB])
+    assert big >= GIB * 1.05 + 16 * MIB and big % MIB == 0
+    assert volume_gib(small, 0) == 1  # at least 1 GiB
+    assert volume_gib(small, 3) == 3  # what the session booked
+    assert volume_gib(big, 1) == 2  # more when the file system needs it
+
+
+def test_data_block_devices_boot_the_image_and_attach_the_volume() -> None:
+    from eb_broker.platforms.openstack.data import block_devices
+
+    boot, data = block_devices("img", "vol")
+    assert boot["boot_index"] == 0 and boot["source_type"] == "image" and boot["uuid"] == "img"
+    assert data["boot_index"] == -1 and data["source_type"] == data["destination_type"]
+    assert data["uuid"] == "vol" and data["delete_on_termination"] is True
+
+
+def test_data_cloud_config_mounts_links_and_copies() -> None:
+    from eb_broker.platforms.openstack.data import (
+        data_cloud_config,
+        data_label,
+        image_layout,
+    )
+
+    data = (_staged("obs", "data/obs.fits"), _staged("cal", "work/cal bin", readonly=False))
+    assert image_layout(data) == [
+        ("data/obs.fits", "/cache/objects/obs/data"),
+        ("work/cal bin", "/cache/objects/cal/data"),
+    ]
+    label = data_label("0b7c4f3e-1111-2222-3333-444455556666")
+    assert label == "eb-0b7c4f3e1111" and len(label) <= 16
+    config = data_cloud_config(data, label, "ubuntu")
+    (command,) = config["runcmd"]
+    script = command[2]
+    assert f"mount -o ro /dev/disk/by-label/{label} /mnt/eb-data" in script
+    assert "ln -sfn /mnt/eb-data/data/obs.fits /data/obs.fits" in script
+    assert "cp -a '/mnt/eb-data/work/cal bin' '/work/cal bin'" in script
+    assert "chown -R ubuntu '/work/cal bin'" in script
+    (env,) = config["write_files"]
+    assert "export EB_DATA_OBS=/data/obs.fits\n" in env["content"]
+    assert "export EB_MOUNT_ROOT=/\n" in env["content"]
+
+
+def test_data_cloud_config_merges_before_the_sessions_own() -> None:
+    from eb_broker.platforms.openstack.data import merged_cloud_config
+
+    first = {"runcmd": [["sh", "-c", "mount"]], "write_files": [{"path": "/a"}]}
+    own = "#cloud-config\nruncmd:\n  - [echo, own]\n"
+    merged = yaml.safe_load(merged_cloud_config(first, own))
+    assert merged["runcmd"] == [["sh", "-c", "mount"], ["echo", "own"]]
+    assert merged["write_files"] == [{"path": "/a"}]
+    assert yaml.safe_load(merged_cloud_config(first, ""))["runcmd"] == first["runcmd"]
+    script = merged_cloud_config(first, "#!/bin/sh\necho hi\n")
+    assert "multipart/mixed" in script and "text/cloud-config" in script
+    assert "text/x-shellscript" in script and "echo hi" in script
+
+
+def test_volume_room_from_the_volume_quota() -> None:
+    from eb_broker.platforms.openstack.data import volume_room
+
+    limits = {"maxTotalVolumeGigabytes": 100, "totalGigabytesUsed": 30}
+    assert volume_room(limits, ours_gib=10) == 80  # 20 GiB of volumes not the broker's
+    assert volume_room({"maxTotalVolumeGigabytes": -1}, 0) is None
+    assert volume_room({}, 0) is None

@@ -5,13 +5,21 @@ cloud cannot be reached."""
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from eb_broker.platforms.base import PlatformState, PlatformUnavailable, SessionSpec
+from eb_broker.platforms.base import (
+    PlatformState,
+    PlatformUnavailable,
+    ReleaseLeftovers,
+    SessionSpec,
+    StagedData,
+)
 from eb_broker.platforms.openstack import OpenStackPlatform
 from eb_broker.platforms.openstack.client import CloudClient
 from eb_broker.scheduling import Resources
@@ -100,6 +108,66 @@ async def test_launch_adopts_and_poll_lists_once(os_site: Site) -> None:
         wait_for(lambda: not os_site.project.servers(), 30, "the servers deleted")
         assert not list(member.network.security_groups(name="eb-aaaa-1"))
         assert not list(member.network.ips(description=description))
+    finally:
+        member.close()
+        await platform.close()
+
+
+async def test_release_gives_up_on_a_stuck_data_volume(os_site: Site) -> None:
+    """A data volume that stays attached (here: reserved, "attaching", by hand) keeps the
+    session RELEASING (PlatformUnavailable: tried again) for data_release_timeout; then release
+    gives up, naming the volume (ReleaseLeftovers: the session ends with a warning). Once the
+    volume is free, release deletes it."""
+    platform = platform_for(os_site, data_release_timeout=1.0)
+    member = os_site.project.member()
+    name = "eb-data-dddd-4"
+    try:
+        volume = member.block_storage.create_volume(size=1, name=name)
+        member.block_storage.wait_for_status(volume, "available", wait=60)
+        member.block_storage.reserve_volume(volume)
+        stuck = spec("dddd-4", {"data_volume": name})
+        with pytest.raises(PlatformUnavailable, match="is attaching; deleting it later"):
+            await platform.release(stuck)
+        await asyncio.sleep(1.2)
+        with pytest.raises(ReleaseLeftovers, match=rf"{name} \({volume.id}\) is still attaching"):
+            await platform.release(stuck)
+        member.block_storage.unreserve_volume(volume)
+        await platform.release(stuck)
+        wait_for(
+            lambda: all(v.name != name for v in os_site.project.volumes()), 60, "volume deleted"
+        )
+    finally:
+        member.close()
+        await platform.close()
+
+
+async def test_launch_does_not_wait_for_the_data_volume(os_site: Site) -> None:
+    """With data, launch returns a handle without a server while the session's data volume
+    is not available (here one of its name held "attaching" by hand); poll keeps the session
+    PREPARING and launches again each time; past ``data_deadline`` the session FAILs, saying
+    what the volume is still doing, and no server was created."""
+    platform = platform_for(os_site)
+    member = os_site.project.member()
+    name = "eb-data-eeee-5"
+    try:
+        await asyncio.to_thread(platform.capacity)
+        volume = member.block_storage.create_volume(size=1, name=name)
+        member.block_storage.wait_for_status(volume, "available", wait=60)
+        member.block_storage.reserve_volume(volume)
+        staged = StagedData("obs", "data/obs.bin", True, "EB_DATA_OBS", False, (("", "/none"),))
+        waiting = replace(spec("eeee-5"), data=(staged,))
+        handle = await platform.launch(waiting)
+        assert "server_id" not in handle and handle["data_volume_id"] == volume.id, handle
+        assert handle["data_deadline"] > time.time() + 800  # data_volume_timeout: 900 s
+        status = (await platform.poll([replace(waiting, handle=handle)]))["eeee-5"]
+        assert status.state == PlatformState.PREPARING and status.handle is None
+        assert [m.message for m in status.messages] == ["Cinder is making the data volume"]
+        late = replace(waiting, handle={**handle, "data_deadline": time.time() - 1})
+        status = (await platform.poll([late]))["eeee-5"]
+        assert status.state == PlatformState.FAILED
+        (problem,) = status.messages
+        assert f"the data volume {name} is still attaching after 900 s" in problem.message
+        assert os_site.project.server("eb-eeee-5") is None
     finally:
         member.close()
         await platform.close()

@@ -386,3 +386,76 @@ class CloudClient:
     @staticmethod
     def delete_floating_ip(conn: Any, ip_id: str) -> None:
         conn.network.delete_ip(ip_id, ignore_missing=True)
+
+    # -- staged data: images and volumes (see .data) -----------------------------------------------
+
+    @staticmethod
+    def has_block_storage(conn: Any) -> bool:
+        """Does the catalogue have Cinder (block-storage, or its old name volumev3)?"""
+        return bool(conn.has_service("block-storage") or conn.has_service("volumev3"))
+
+    @staticmethod
+    def volume_limits(conn: Any) -> JSON:
+        """The project's volume gigabytes quota and use (Cinder's absolute limits)."""
+        absolute = conn.block_storage.get_limits().absolute
+        return {
+            "maxTotalVolumeGigabytes": getattr(absolute, "max_total_volume_gigabytes", None),
+            "totalGigabytesUsed": getattr(absolute, "total_gigabytes_used", None),
+        }
+
+    @staticmethod
+    def volumes_named(conn: Any, prefix: str) -> list[JSON]:
+        """The project's volumes whose name starts with ``prefix``."""
+        return [
+            {"id": v.id, "name": v.name, "status": v.status, "size": int(v.size or 0)}
+            for v in conn.block_storage.volumes(details=True)
+            if (v.name or "").startswith(prefix)
+        ]
+
+    @staticmethod
+    def get_volume(conn: Any, volume_id: str) -> JSON:
+        volume = conn.block_storage.get_volume(volume_id)
+        return {"id": volume.id, "name": volume.name, "status": volume.status, "size": volume.size}
+
+    @staticmethod
+    def create_volume(
+        conn: Any,
+        name: str,
+        size: int,
+        image_id: str,
+        metadata: Mapping[str, str],
+        volume_type: str = "",
+    ) -> JSON:
+        """A volume of ``size`` GiB with the bytes of image ``image_id``."""
+        extra = {"volume_type": volume_type} if volume_type else {}
+        volume = conn.block_storage.create_volume(
+            name=name, size=size, image_id=image_id, metadata=dict(metadata), **extra
+        )
+        return {"id": volume.id, "name": volume.name, "status": volume.status, "size": size}
+
+    @staticmethod
+    def delete_volume(conn: Any, volume_id: str) -> None:
+        conn.block_storage.delete_volume(volume_id, ignore_missing=True)
+
+    @staticmethod
+    def images_named(conn: Any, name: str) -> list[JSON]:
+        """The project's images named exactly ``name``."""
+        return [{"id": i.id, "status": i.status} for i in conn.image.images(name=name)]
+
+    @staticmethod
+    def upload_image(conn: Any, name: str, path: str, metadata: Mapping[str, str]) -> str:
+        """Upload the raw disk image at ``path`` as a private image; its id."""
+        image = conn.image.create_image(
+            name,
+            filename=path,
+            disk_format="raw",
+            container_format="bare",
+            visibility="private",
+            allow_duplicates=True,
+            **dict(metadata),
+        )
+        return str(image.id)
+
+    @staticmethod
+    def delete_image(conn: Any, image_id: str) -> None:
+        conn.image.delete_image(image_id, ignore_missing=True)

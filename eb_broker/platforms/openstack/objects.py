@@ -189,9 +189,10 @@ def matches(name: str, patterns: Iterable[str]) -> bool:
 
 
 def _gives(flavor: Flavor, wanted: Resources) -> bool:
-    """Does ``flavor`` give at least ``wanted``, and no accelerator pool it did not ask for?"""
+    """Does ``flavor`` give at least ``wanted``, and no accelerator pool it did not ask for?
+    (Storage is not the flavor's: the staged data's is a volume, see .data.)"""
     have = flavor.resources
-    if not wanted.fits_in(have):
+    if not replace(wanted, storage_gib=0).fits_in(have):
         return False
     asked = {pool for pool, n in dict(wanted.accelerators).items() if n > 0}
     return set(flavor.accelerators) <= asked
@@ -356,6 +357,8 @@ class CloudView:
     quota: Quota
     source: str  # "placement", "hypervisors" or "quota": where the hypervisor capacity came from
     notes: tuple[str, ...] = ()
+    #: Does the cloud have Cinder (staged data goes to volumes)?
+    block_storage: bool = False
 
 
 def _host_totals(
@@ -959,6 +962,7 @@ def booked_flavor(flavors: Iterable[Flavor], resources: Resources) -> Flavor | N
 
 
 def shaped(demand: Demand, flavor: Flavor) -> Demand:
-    """``demand`` for exactly what ``flavor`` gives."""
-    resources = flavor.resources
+    """``demand`` for exactly what ``flavor`` gives, and the storage (the data volume) it
+    asked for."""
+    resources = replace(flavor.resources, storage_gib=demand.minimum.storage_gib)
     return replace(demand, minimum=resources, maximum=resources)

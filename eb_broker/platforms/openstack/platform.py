@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
 import secrets
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode
@@ -34,6 +38,7 @@ from eb_sdk.model.kinds import kind_label
 from eb_sdk.model.sessions import ConnectorStatus
 
 from ...scheduling import Capacity, Demand, Resources
+from ...staging.mounts import staged_env
 from ...translate import utcnow
 from .._api_objects import KIND_CONTAINER, KIND_NOTEBOOK, KIND_SERVER
 from .._availability import TracksAvailability
@@ -44,9 +49,23 @@ from ..base import (
     PlatformState,
     PlatformStatus,
     PlatformUnavailable,
+    ReleaseLeftovers,
     SessionSpec,
 )
 from .client import JSON, CloudClient, OpenStackError, OpenStackUnavailable
+from .data import (
+    DATA_PREFIX,
+    block_devices,
+    data_cloud_config,
+    data_label,
+    data_name,
+    image_bytes,
+    image_layout,
+    inode_count,
+    merged_cloud_config,
+    volume_gib,
+    volume_room,
+)
 from .objects import (
     KIND_VM,
     META_SESSION,
@@ -348,6 +367,39 @@ class OpenStackPlatform(TracksAvailability, Platform):
         help="How long servers the broker did not start are assumed to keep their resources.",
     )
 
+    # -- staged data ------------------------------------------------------------------------------
+
+    data_volumes = Bool(
+        True,
+        config=True,
+        help="Give sessions their staged data on a Cinder volume (packed into an ext4 image "
+        "with mkfs.ext4, uploaded to Glance, made a volume of, attached to the server and "
+        "mounted by cloud-init). False, or a cloud without Cinder: requests with data get NO.",
+    )
+    data_volume_type = Unicode(
+        "", config=True, help="Cinder volume type of the data volumes (empty: the default)."
+    )
+    data_volume_timeout = Float(
+        900.0,
+        config=True,
+        help="Seconds a data volume may take to become available (Cinder copies the image's "
+        "bytes into it) before the session FAILs.",
+    )
+    data_release_timeout = Float(
+        300.0,
+        config=True,
+        help="Seconds release waits for a data volume to be detached from the deleted server "
+        "(the session stays RELEASING meanwhile). Then the session ends anyway with a warning "
+        "naming the volume, left for the cloud's operator.",
+    )
+    work_dir = Unicode(
+        "",
+        config=True,
+        help="The broker's directory on its host; the staging cache is <work_dir>/.eb-staging "
+        "unless DataStaging.staging_dir says otherwise (the broker's own disk: the data goes "
+        "to the VMs on volumes). Default: the broker's work_dir.",
+    )
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         problems = check_profiles(self.profiles)
@@ -366,6 +418,8 @@ class OpenStackPlatform(TracksAvailability, Platform):
         self._networks: dict[str, str] = {}  # name or id -> id
         self._host_source_warned = False
         self._next_check: dict[str, float] = {}
+        #: session → when release stops waiting for its data volume (time.monotonic)
+        self._release_deadlines: dict[str, float] = {}
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -494,6 +548,9 @@ class OpenStackPlatform(TracksAvailability, Platform):
         limits = client.call("read the project's limits", CloudClient.limits)
         servers = client.call("list servers", CloudClient.servers, self._tag)
         providers, hypervisors = self._read_hosts()
+        block_storage = self.data_volumes and client.call(
+            "read the catalogue", CloudClient.has_block_storage
+        )
         view = cloud_view(
             flavors=flavors,
             limits=limits,
@@ -506,12 +563,24 @@ class OpenStackPlatform(TracksAvailability, Platform):
             cores=self.cores,
             memory_gib=self.memory_gib,
         )
+        if block_storage:
+            view = self._with_volume_room(view)
         names: dict[str, str] = {}
         for image in images:
             names[str(image["id"])] = str(image["id"])
             if image.get("name"):
                 names.setdefault(str(image["name"]), str(image["id"]))
         return view, names
+
+    def _with_volume_room(self, view: CloudView) -> CloudView:
+        """``view`` knowing Cinder, its storage the room the volume quota leaves the broker
+        (its own data volumes count as its bookings). Runs in a worker thread."""
+        client = self.client
+        limits = client.call("read the volume limits", CloudClient.volume_limits)
+        ours = client.call("list the data volumes", CloudClient.volumes_named, DATA_PREFIX)
+        room = volume_room(limits, sum(v["size"] for v in ours))
+        capacity = view.capacity if room is None else replace(view.capacity, storage_gib=room)
+        return replace(view, capacity=capacity, block_storage=True)
 
     def _initial_view(self) -> CloudView:
         """Read the cloud once, synchronously (the broker asks for capacity at start-up)."""
@@ -611,14 +680,34 @@ class OpenStackPlatform(TracksAvailability, Platform):
                 no("privileged containers are not allowed on this broker", msg.POLICY)
         problems += self._check_quota(request)
         if request.data:
-            no(
-                "the OpenStack platform does not stage data yet: its servers get no volumes "
-                "from this broker, so there is nowhere to put the data (see docs/data.md)",
-                data_kinds=", ".join(sorted({d.kind for d in request.data})),
-            )
+            reason = self._data_problem()
+            if reason:
+                no(reason, data_kinds=", ".join(sorted({d.kind for d in request.data})))
         if request.storage:
             no("this broker offers no volumes: storage requests are not supported yet")
         return problems
+
+    def _data_problem(self) -> str:
+        """Why this broker cannot give sessions their data ('' when it can)."""
+        if not self.data_volumes:
+            return (
+                "this broker does not stage data on OpenStack (OpenStackPlatform.data_volumes "
+                "is False)"
+            )
+        if self._view is not None and not self._view.block_storage:
+            return (
+                "the OpenStack cloud has no block storage (Cinder) in its catalogue: staged "
+                "data goes to the servers on volumes (see docs/data.md)"
+            )
+        if not shutil.which("mkfs.ext4"):
+            return "the broker's host has no mkfs.ext4 (Debian e2fsprogs) to pack the data"
+        return ""
+
+    def staging_dir(self) -> str | None:
+        """``<work_dir>/.eb-staging`` on the broker's host (None without data volumes)."""
+        if not self.data_volumes:
+            return None
+        return str(Path(self.work_dir or ".").expanduser().absolute() / ".eb-staging")
 
     def _check_quota(self, request: ExecutionRequest) -> list[MessageItem]:
         """A minimum the project's quota can never give: NO, naming the quota."""
@@ -781,21 +870,31 @@ class OpenStackPlatform(TracksAvailability, Platform):
         and keypair are found by name, the security group by name, the floating IP by its
         description).
 
+        A session with data first gets its data volume (see .data): while Cinder makes it,
+        the handle has no server (``data_volume_id``, ``data_deadline``) and poll() calls
+        launch again on each pass until the volume is available, then the server is created
+        with it; nothing blocks the reconciler's pass meanwhile.
+
         While the API is down nothing can be created: :class:`OpenStackUnavailable` (a
         ``PlatformUnavailable``) makes the reconciler keep the session PREPARING and call
         ``launch`` again on a later pass.
         """
         settings = self.settings(spec.request, with_pools(spec.resources))
         with self._calling_api():
-            extras = await self._extras(spec, settings)
             found = await self.client.run(
                 "look for the server", CloudClient.servers_named, server_name(spec.uuid)
             )
+            volume: JSON = {}
+            if spec.data and not found:
+                volume = await self._data_volume(spec)
+                if volume["status"] != "available":
+                    return self._volume_handle(spec, volume)  # poll() goes on once it is
+            extras = await self._extras(spec, settings)
             if found:
                 server = found[0]
                 self.log.info("adopting server %s of %s", server["id"], spec.uuid)
             else:
-                server = await self._create(spec, settings, extras)
+                server = await self._create(spec, settings, extras, str(volume.get("id") or ""))
         profile = settings.profile
         handle = {
             **spec.handle,
@@ -816,6 +915,9 @@ class OpenStackPlatform(TracksAvailability, Platform):
             "output": extras.output,
             "token": extras.token,
         }
+        if spec.data:
+            handle["data_volume"] = data_name(spec.uuid)
+            handle.pop("data_deadline", None)
         if extras.floating_ip:
             handle.update(floating_ip_id=extras.floating_ip["id"])
             handle.update(floating_ip=extras.floating_ip["address"])
@@ -856,13 +958,19 @@ class OpenStackPlatform(TracksAvailability, Platform):
             if settings.kind == KIND_SERVER and not token:  # booked before book() made one
                 token = secrets.token_hex(24)
             program = session_program(spec, settings.kind, profile, token)
+            program.env.update(staged_env(spec.data, "/"))
             extras.user_data = cloud_config(spec, program)
             extras.output, extras.token = program.output, program.token
         elif isinstance(executable, VirtualMachine):
             extras.user_data = executable.user_data or ""
+        if spec.data:
+            mounts = data_cloud_config(spec.data, data_label(spec.uuid), str(profile["vm_user"]))
+            extras.user_data = merged_cloud_config(mounts, extras.user_data)
         return extras
 
-    async def _create(self, spec: SessionSpec, settings: SessionSettings, extras: _Extras) -> JSON:
+    async def _create(
+        self, spec: SessionSpec, settings: SessionSettings, extras: _Extras, volume_id: str = ""
+    ) -> JSON:
         profile = settings.profile
         request = spec.request
         executable = request.executable
@@ -894,12 +1002,124 @@ class OpenStackPlatform(TracksAvailability, Platform):
             "tags": [self._tag],
             "availability_zone": profile["availability_zone"],
             "config_drive": True if profile["config_drive"] else None,
+            "block_device_mapping": block_devices(image_id, volume_id) if volume_id else None,
         }
         server = await self.client.run("create the server", CloudClient.create_server, attrs)
         self.log.info(
             "created server %s (%s, %s) for %s", server["id"], flavor.name, image, spec.uuid
         )
         return {**server, "flavor": {"original_name": flavor.name}}
+
+    # -- staged data on a volume (see .data) ------------------------------------------------------
+
+    def _volume_handle(self, spec: SessionSpec, volume: JSON) -> dict[str, Any]:
+        """The handle of a session whose data volume Cinder is still making (no server yet):
+        poll() calls launch again until the volume is available, by ``data_deadline``."""
+        deadline = spec.handle.get("data_deadline") or time.time() + self.data_volume_timeout
+        return {
+            **spec.handle,
+            "data_volume": data_name(spec.uuid),
+            "data_volume_id": volume["id"],
+            "data_deadline": deadline,
+        }
+
+    async def _data_volume(self, spec: SessionSpec) -> JSON:
+        """The session's data volume, made from an image of the staged files (or found by
+        name after a crash, or on a later launch while Cinder copies the image into it). The
+        image is deleted once the volume holds its bytes. Raises RuntimeError when Cinder
+        cannot make it, or not by the handle's ``data_deadline``."""
+        run = self.client.run
+        name = data_name(spec.uuid)
+        found = await run("look for the data volume", CloudClient.volumes_named, name)
+        volume = next((v for v in found if v["name"] == name), None)
+        if volume is None:
+            size = image_bytes(await asyncio.to_thread(_sizes, image_layout(spec.data)))
+            image_id = await self._data_image(spec, name, size)
+            volume = await run(
+                "create the data volume",
+                CloudClient.create_volume,
+                name,
+                volume_gib(size, spec.data_storage_gib),
+                image_id,
+                {META_SESSION: spec.uuid},
+                self.data_volume_type,
+            )
+            self.log.info("creating data volume %s (%s GiB)", volume["id"], volume["size"])
+        status = volume["status"]
+        if status == "error":
+            raise RuntimeError(f"Cinder could not make the data volume {name} (status error)")
+        if status == "available":
+            await self._delete_data_images(name)
+        elif time.time() > float(spec.handle.get("data_deadline") or "inf"):
+            raise RuntimeError(
+                f"the data volume {name} is still {status} after {self.data_volume_timeout:g} s"
+            )
+        return volume
+
+    def _pack_root(self) -> Path:
+        """Where images are packed: beside the staging cache (hard links, no copies)."""
+        configured = str((self.config.get("DataStaging") or {}).get("staging_dir") or "")
+        root = Path(configured or self.staging_dir() or tempfile.gettempdir()).expanduser()
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    async def _data_image(self, spec: SessionSpec, name: str, size: int) -> str:
+        """The id of the session's data image: its staged files in an ext4 file system of
+        ``size`` bytes, uploaded to Glance (an image left active by a crash is used)."""
+        run = self.client.run
+        for image in await run("look for the data image", CloudClient.images_named, name):
+            if image["status"] == "active":
+                return str(image["id"])
+            await run("delete a partial data image", CloudClient.delete_image, image["id"])
+        with tempfile.TemporaryDirectory(prefix="pack-", dir=self._pack_root()) as directory:
+            path = await _pack(spec, Path(directory), size)
+            image_id = await run(
+                "upload the data image",
+                CloudClient.upload_image,
+                name,
+                str(path),
+                {"eb_session": spec.uuid},
+            )
+        self.log.info("uploaded data image %s (%d bytes) for %s", image_id, size, spec.uuid)
+        return image_id
+
+    async def _delete_data_images(self, name: str) -> None:
+        for image in await self.client.run(
+            "look for the data image", CloudClient.images_named, name
+        ):
+            await self.client.run("delete the data image", CloudClient.delete_image, image["id"])
+
+    async def _delete_data(self, spec: SessionSpec) -> str:
+        """Delete the session's data volume and image (after its server; Nova deletes the
+        volume with the server, delete_on_termination, so usually it is gone or deleting).
+        A volume still attached or detaching is tried again on a later pass, for
+        ``data_release_timeout`` seconds; then the session ends without it: the text saying
+        which volume is left ('' when none)."""
+        run = self.client.run
+        name = data_name(spec.uuid)
+        await self._delete_data_images(name)
+        for volume in await run("look for the data volume", CloudClient.volumes_named, name):
+            status = volume["status"]
+            if volume["name"] != name or status == "deleting":
+                continue
+            if status in ("available", "error", "error_deleting"):
+                await run("delete the data volume", CloudClient.delete_volume, volume["id"])
+                continue
+            deadline = self._release_deadlines.setdefault(
+                spec.uuid, time.monotonic() + self.data_release_timeout
+            )
+            if time.monotonic() < deadline:
+                raise PlatformUnavailable(
+                    f"the data volume of {spec.uuid} is {status}; deleting it later"
+                )
+            self._release_deadlines.pop(spec.uuid, None)
+            return (
+                f"the data volume {name} ({volume['id']}) is still {status} "
+                f"{self.data_release_timeout:g} s after its server was deleted: it is left "
+                "for the cloud's operator to delete"
+            )
+        self._release_deadlines.pop(spec.uuid, None)
+        return ""
 
     async def _networks_of(self, network: str) -> Any:
         if network in ("", "auto", "none"):
@@ -934,6 +1154,8 @@ class OpenStackPlatform(TracksAvailability, Platform):
         pending = []
         for spec in specs:
             if not spec.handle.get("server_id"):
+                if spec.handle.get("data_volume_id"):
+                    pending.append(self._launch_when_ready(spec))
                 continue
             server = by_uuid.get(spec.uuid)
             if server is None:
@@ -950,6 +1172,29 @@ class OpenStackPlatform(TracksAvailability, Platform):
         for uuid, status in await asyncio.gather(*pending):
             out[uuid] = status
         return out
+
+    async def _launch_when_ready(self, spec: SessionSpec) -> tuple[str, PlatformStatus]:
+        """A session waiting for its data volume: launch again, which creates the server once
+        Cinder has made the volume (the reconciler's pass does not wait for Cinder)."""
+        try:
+            handle = await self.launch(spec)
+        except PlatformUnavailable:
+            return spec.uuid, PlatformStatus(PlatformState.UNKNOWN)
+        except Exception as exc:
+            self.log.warning("launching %s failed: %s", spec.uuid, exc)
+            problem = msg.error(msg.PLATFORM, f"the platform could not start it: {exc}")
+            return spec.uuid, PlatformStatus(PlatformState.FAILED, [problem])
+        note = (
+            "the data volume is ready; the server is being created"
+            if handle.get("server_id")
+            else "Cinder is making the data volume"
+        )
+        status = PlatformStatus(
+            PlatformState.PREPARING,
+            [msg.info(msg.PLATFORM, note)],
+            handle=handle if handle != spec.handle else None,
+        )
+        return spec.uuid, status
 
     async def _status(self, spec: SessionSpec, server: JSON) -> tuple[str, PlatformStatus]:
         """The status of one session from its server (plus a readiness check or a console
@@ -1148,6 +1393,9 @@ class OpenStackPlatform(TracksAvailability, Platform):
         run = self.client.run
         handle = spec.handle
         await self._delete_server(spec)
+        leftover = ""
+        if spec.data or spec.handle.get("data_volume"):
+            leftover = await self._delete_data(spec)
         if handle.get("floating_ip_id"):
             await run(
                 "delete the floating IP",
@@ -1171,6 +1419,8 @@ class OpenStackPlatform(TracksAvailability, Platform):
                 ) from exc
         for what in ("ready", "floating-ip"):
             self._next_check.pop(f"{spec.uuid}/{what}", None)
+        if leftover:
+            raise ReleaseLeftovers(leftover)
 
     async def close(self) -> None:
         for client in (self._client, self._placement):
@@ -1213,3 +1463,52 @@ def _quota_message(flavor: Flavor, view: CloudView) -> MessageItem:
         f"needs more than the quota leaves for this broker: {' and '.join(parts)}",
         flavor=flavor.name,
     )
+
+
+async def _pack(spec: SessionSpec, directory: Path, size: int) -> Path:
+    """``spec``'s staged files in a raw ext4 image of ``size`` bytes under ``directory``
+    (``mkfs.ext4 -d`` of a tree of hard links to the cached files: no root needed)."""
+    tree, image = directory / "tree", directory / "data.img"
+    layout = image_layout(spec.data)
+    await asyncio.to_thread(_link_tree, layout, tree)
+    process = await asyncio.create_subprocess_exec(
+        "mkfs.ext4",
+        "-q",
+        "-F",
+        "-O",
+        "^has_journal",  # mounted read-only: no journal needed
+        "-m",
+        "0",
+        "-N",
+        str(inode_count(len(layout))),
+        "-L",
+        data_label(spec.uuid),
+        "-E",
+        "root_owner=0:0",
+        "-d",
+        str(tree),
+        str(image),
+        f"{size // 1024}k",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    if process.returncode:
+        text = output.decode(errors="replace").strip()[-500:]
+        raise RuntimeError(f"mkfs.ext4 could not pack the staged data: {text}")
+    return image
+
+
+def _sizes(layout: list[tuple[str, str]]) -> list[int]:
+    return [os.path.getsize(source) for _, source in layout]
+
+
+def _link_tree(layout: list[tuple[str, str]], tree: Path) -> None:
+    """Hard links (copies across file systems) of the cached files at their image paths."""
+    for target, source in layout:
+        path = tree / target
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, path)
+        except OSError:
+            shutil.copyfile(source, path)
