@@ -201,14 +201,10 @@ class BrokerCore:
         if not now < due <= now + gran or due - row.created > gran:
             return False
         holding = self._holding(row_resources(row), row.pools)
-        booked = self.timeline.get(row.uuid)
-        if booked is not None:
-            self.timeline.remove(row.uuid)
-        free = self.timeline.free_min(self.capacity, now, row.start)
-        if not holding.fits_in(free):
-            if booked is not None:
-                self.timeline.add(row.uuid, booked.start, booked.end, booked.resources)
+        # its own booking starts at row.start, so it holds nothing of [now, row.start)
+        if not holding.fits_in(self.timeline.free_min(self.capacity, now, row.start)):
             return False
+        self.timeline.remove(row.uuid)
         self.timeline.add(row.uuid, now, row.end, holding)
         return True
 

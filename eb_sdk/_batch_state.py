@@ -157,20 +157,21 @@ class ChunkRecord:
         return self.state != "done"
 
 
-_RUN_FIELDS = tuple(f.name for f in fields(RunRecord))
-_CHUNK_FIELDS = tuple(f.name for f in fields(ChunkRecord))
+#: The field names of the records kept in a state file, in their order.
+_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in (RunRecord, ChunkRecord)
+}
 
 
 def _from_dict(cls: type[Any], data: dict[str, Any]) -> Any:
-    known = {f.name for f in fields(cls)}
+    known = _FIELDS[cls]
     return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _compact(obj: RunRecord | ChunkRecord) -> dict[str, Any]:
     """The record's set fields, shallow: ``dataclasses.asdict`` deep-copies every value, and
     the state of a batch of thousands of runs is written every second while it runs."""
-    names = _RUN_FIELDS if isinstance(obj, RunRecord) else _CHUNK_FIELDS
-    return {name: value for name in names if (value := getattr(obj, name)) is not None}
+    return {name: value for name in _FIELDS[type(obj)] if (value := getattr(obj, name)) is not None}
 
 
 @dataclass

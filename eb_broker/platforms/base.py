@@ -29,6 +29,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 from traitlets.config import LoggingConfigurable
@@ -205,6 +206,13 @@ class Platform(LoggingConfigurable):
         :meth:`launch`.
         """
         return None
+
+    def configured_staging_dir(self) -> str | None:
+        """``DataStaging.staging_dir`` of the broker's configuration, absolute (None when it
+        is not set): for platforms that must know where the staging service keeps its cache
+        (a claim's storage as the broker sees it, a place to pack images beside it)."""
+        configured = str((self.config.get("DataStaging") or {}).get("staging_dir") or "")
+        return str(Path(configured).expanduser().absolute()) if configured else None
 
     def shape(
         self, request: ExecutionRequest, demands: list[Demand]

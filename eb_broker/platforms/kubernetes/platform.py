@@ -519,10 +519,7 @@ class KubernetesPlatform(TracksAvailability, Platform):
     def staging_dir(self) -> str | None:
         """``DataStaging.staging_dir`` when a staging claim is set: the claim's storage as the
         broker sees it (None otherwise: requests with data get NO)."""
-        if not self.staging_claim:
-            return None
-        configured = str((self.config.get("DataStaging") or {}).get("staging_dir") or "")
-        return str(Path(configured).expanduser().absolute()) if configured else None
+        return self.configured_staging_dir() if self.staging_claim else None
 
     def _selectable(self) -> dict[str, str]:
         types = [k.type for k in accelerator_kinds(self.accelerators)]

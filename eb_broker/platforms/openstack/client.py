@@ -407,15 +407,10 @@ class CloudClient:
     def volumes_named(conn: Any, prefix: str) -> list[JSON]:
         """The project's volumes whose name starts with ``prefix``."""
         return [
-            {"id": v.id, "name": v.name, "status": v.status, "size": int(v.size or 0)}
+            _volume(v)
             for v in conn.block_storage.volumes(details=True)
             if (v.name or "").startswith(prefix)
         ]
-
-    @staticmethod
-    def get_volume(conn: Any, volume_id: str) -> JSON:
-        volume = conn.block_storage.get_volume(volume_id)
-        return {"id": volume.id, "name": volume.name, "status": volume.status, "size": volume.size}
 
     @staticmethod
     def create_volume(
@@ -431,7 +426,7 @@ class CloudClient:
         volume = conn.block_storage.create_volume(
             name=name, size=size, image_id=image_id, metadata=dict(metadata), **extra
         )
-        return {"id": volume.id, "name": volume.name, "status": volume.status, "size": size}
+        return _volume(volume, size)
 
     @staticmethod
     def delete_volume(conn: Any, volume_id: str) -> None:
@@ -459,3 +454,9 @@ class CloudClient:
     @staticmethod
     def delete_image(conn: Any, image_id: str) -> None:
         conn.image.delete_image(image_id, ignore_missing=True)
+
+
+def _volume(volume: Any, size: int | None = None) -> JSON:
+    """What the platform reads of a Cinder volume (``size``: as asked, when creating it)."""
+    gib = int(volume.size or 0) if size is None else size
+    return {"id": volume.id, "name": volume.name, "status": volume.status, "size": gib}

@@ -1033,8 +1033,9 @@ class OpenStackPlatform(TracksAvailability, Platform):
         found = await run("look for the data volume", CloudClient.volumes_named, name)
         volume = next((v for v in found if v["name"] == name), None)
         if volume is None:
-            size = image_bytes(await asyncio.to_thread(_sizes, image_layout(spec.data)))
-            image_id = await self._data_image(spec, name, size)
+            layout = image_layout(spec.data)
+            size = image_bytes(await asyncio.to_thread(_sizes, layout))
+            image_id = await self._data_image(spec, name, layout, size)
             volume = await run(
                 "create the data volume",
                 CloudClient.create_volume,
@@ -1058,21 +1059,23 @@ class OpenStackPlatform(TracksAvailability, Platform):
 
     def _pack_root(self) -> Path:
         """Where images are packed: beside the staging cache (hard links, no copies)."""
-        configured = str((self.config.get("DataStaging") or {}).get("staging_dir") or "")
-        root = Path(configured or self.staging_dir() or tempfile.gettempdir()).expanduser()
+        root = Path(self.configured_staging_dir() or self.staging_dir() or tempfile.gettempdir())
         root.mkdir(parents=True, exist_ok=True)
         return root
 
-    async def _data_image(self, spec: SessionSpec, name: str, size: int) -> str:
-        """The id of the session's data image: its staged files in an ext4 file system of
-        ``size`` bytes, uploaded to Glance (an image left active by a crash is used)."""
+    async def _data_image(
+        self, spec: SessionSpec, name: str, layout: list[tuple[str, str]], size: int
+    ) -> str:
+        """The id of the session's data image: its staged files (``layout``, see .data) in an
+        ext4 file system of ``size`` bytes, uploaded to Glance (an image left active by a
+        crash is used)."""
         run = self.client.run
         for image in await run("look for the data image", CloudClient.images_named, name):
             if image["status"] == "active":
                 return str(image["id"])
             await run("delete a partial data image", CloudClient.delete_image, image["id"])
         with tempfile.TemporaryDirectory(prefix="pack-", dir=self._pack_root()) as directory:
-            path = await _pack(spec, Path(directory), size)
+            path = await _pack(spec, layout, Path(directory), size)
             image_id = await run(
                 "upload the data image",
                 CloudClient.upload_image,
@@ -1465,11 +1468,13 @@ def _quota_message(flavor: Flavor, view: CloudView) -> MessageItem:
     )
 
 
-async def _pack(spec: SessionSpec, directory: Path, size: int) -> Path:
-    """``spec``'s staged files in a raw ext4 image of ``size`` bytes under ``directory``
-    (``mkfs.ext4 -d`` of a tree of hard links to the cached files: no root needed)."""
+async def _pack(
+    spec: SessionSpec, layout: list[tuple[str, str]], directory: Path, size: int
+) -> Path:
+    """``spec``'s staged files (``layout``) in a raw ext4 image of ``size`` bytes under
+    ``directory`` (``mkfs.ext4 -d`` of a tree of hard links to the cached files: no root
+    needed)."""
     tree, image = directory / "tree", directory / "data.img"
-    layout = image_layout(spec.data)
     await asyncio.to_thread(_link_tree, layout, tree)
     process = await asyncio.create_subprocess_exec(
         "mkfs.ext4",
