@@ -185,3 +185,21 @@ def test_a_release_with_leftovers_ends_the_session_with_a_warning(
     assert note["kind"] == "urn:platform" and note["level"] == "WARN", note
     uuid = session["meta"]["uuid"]
     assert note["message"] == f"the scratch volume of {uuid} is left for the operator"
+
+
+def test_a_runs_end_is_seen_without_waiting_for_a_reconcile_pass(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    """With passes an hour apart, a notebook accepted for "now" still launches at once (the
+    accept wakes the reconciler, which launches it before its rounded start or at it) and its
+    end is seen when the runner exits (the local platform watches its pidfd): no pass due."""
+    broker = broker_factory(
+        "--LocalPlatform.cores=2",
+        "--LocalPlatform.memory_gib=4",
+        "--EBBroker.reconcile_interval=3600",
+    )
+    nb = str(write_notebook(tmp_path / "quick.ipynb", "print('done')"))
+    with broker.client() as c:
+        url = _book_now(c, notebook_request(location=nb))
+        session, seen = _wait(c, url, FINAL, timeout=120)
+    assert session["phase"] == "COMPLETED", (seen, broker.log()[-2000:])
