@@ -206,10 +206,6 @@ class EBBroker(Application):
             self.service = self._aggregator(engine)
         else:
             self.service = self._broker(engine)
-        # What was loaded (a broker's timeline) is long-lived: keep the cyclic GC from
-        # re-scanning it on every full collection (that was a 100+ ms pause at 100k bookings).
-        gc.collect()
-        gc.freeze()
         self.web_app = make_app(
             self.service,
             authenticators=self._authenticators(),
@@ -329,6 +325,10 @@ class EBBroker(Application):
         if self.generate_config:
             self.write_default_config()
             return
+        # What was loaded (a broker's timeline) is long-lived: keep the cyclic GC from
+        # re-scanning it on every full collection (that was a 100+ ms pause at 100k bookings).
+        gc.collect()
+        gc.freeze()
         asyncio.run(self.serve())
 
     def write_default_config(self) -> None:
