@@ -141,9 +141,8 @@ class CoreService:
         )
 
     async def gauges(self) -> Gauges:
-        counts = self.core.ledger.count_by_phase()
         return Gauges(
-            sessions={phase.value: counts.get(phase.value, 0) for phase in Phase},
+            sessions=self.core.ledger.count_by_phase(),
             bookings=len(self.core.timeline),
         )
 

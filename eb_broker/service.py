@@ -95,7 +95,7 @@ class Health:
 class Gauges:
     """What ``GET /metrics`` reports besides the request counters."""
 
-    #: Sessions by phase (every phase, zeros included).
+    #: Sessions by phase (phases not named have none).
     sessions: Mapping[str, int]
     #: Bookings and holds on a broker's timeline (brokers only).
     bookings: int | None = None

@@ -275,9 +275,8 @@ class AggregatorService:
         return Health(status=status, platform=self.profile.platform, brokers=brokers)
 
     async def gauges(self) -> Gauges:
-        counts = self.ledger.count_by_phase()
         return Gauges(
-            sessions={phase.value: counts.get(phase.value, 0) for phase in Phase},
+            sessions=self.ledger.count_by_phase(),
             circuits={b["name"]: b["state"] for b in self.brokers.status()},
         )
 

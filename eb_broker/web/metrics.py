@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from eb_sdk.model import Phase
+
 from ..service import Gauges
 
 #: A downstream circuit's state as a number (``eb_downstream_circuit``).
@@ -42,8 +44,8 @@ class Metrics:
 
     def render(self, gauges: Gauges) -> bytes:
         """The text format, with the gauges set from ``gauges`` first."""
-        for phase, count in gauges.sessions.items():
-            self.sessions.labels(phase).set(count)
+        for phase in Phase:
+            self.sessions.labels(phase.value).set(gauges.sessions.get(phase.value, 0))
         if gauges.bookings is not None:
             self.bookings.set(gauges.bookings)
         for broker, state in gauges.circuits.items():
