@@ -12,38 +12,37 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import Engine
 from tornado import httpserver, web
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 from traitlets.config import Application, catch_config_error
 
 from eb_sdk._version import __version__
-from eb_sdk.model import Capabilities, Phase
-from eb_sdk.model.openapi import build_openapi
-from eb_sdk.model.times import format_duration, parse_instant
+from eb_sdk.model.times import parse_instant
 
 from .aggregate import (
+    AGGREGATE,
     AggregatePlatform,
-    AggregatorCore,
+    Aggregator,
+    AggregatorService,
     AggregatorSettings,
-    Refresher,
-    downstream_brokers,
 )
 from .auth import AUTHENTICATORS, Authenticator
 from .configuration import config_entries
-from .core import BrokerCore, Settings, view_of
+from .core import BrokerCore, Settings
+from .core_service import CoreService
 from .ledger import Ledger, make_engine, migrate
 from .ledger.proxies import ProxyLedger
-from .lifecycle import Reconciler
 from .platforms import available_platforms, load_platform
-from .platforms.base import Platform
 from .policies import available_policies, builtin_policy_classes, make_chain
 from .prediction import Predictions
 from .scheduling import CapacityPeriod, Resources
+from .service import BrokerService, Profile
 from .staging import DataStaging
 from .staging.classes import staging_classes
-from .translate import Limits, session_to_wire
-from .web.handlers import DRAIN_FACTOR, BaseHandler, NotFoundHandler, offerset_wire, routes
+from .translate import Limits
+from .web.application import make_app
+from .web.base import DRAIN_FACTOR
 
 log = logging.getLogger("eb_broker")
 
@@ -104,7 +103,8 @@ class EBBroker(Application):
     platform = Unicode(
         "local",
         config=True,
-        help="Platform plugin: an entry point name of group eb_broker.platforms or module:Class.",
+        help="Platform plugin: an entry point name of group eb_broker.platforms or module:Class; "
+        f"'{AGGREGATE}' makes this broker an aggregator of others (settings: Aggregator.*).",
     )
     broker_name = Unicode(
         socket.gethostname(), config=True, help="The broker's name, shown with its offers."
@@ -185,12 +185,9 @@ class EBBroker(Application):
     # platform plugin (documented_classes).
     classes: list[type[Any]] = []
 
-    # runtime objects
-    core: BrokerCore
-    reconciler: Reconciler
-    platform_obj: Platform
-    #: In aggregator mode (``--platform aggregate``): the aggregator, also serving as ``core``.
-    aggregator: AggregatorCore | None = None
+    #: What answers the API: a broker's own core, or an aggregator (``--platform aggregate``).
+    service: BrokerService
+    web_app: web.Application
 
     @catch_config_error
     def initialize(self, argv: Any = None) -> None:
@@ -202,24 +199,47 @@ class EBBroker(Application):
         self.init_broker()
 
     def init_broker(self) -> None:
-        """Create the ledger, platform, core and web app (no sockets yet)."""
+        """Create the ledger, the service and the web app (no sockets yet)."""
         engine = make_engine(self.db_url)
         migrate(engine)
+        if self.platform == AGGREGATE:
+            self.service = self._aggregator(engine)
+        else:
+            self.service = self._broker(engine)
+        self.web_app = make_app(
+            self.service,
+            authenticators=self._authenticators(),
+            base_url=self.base_url,
+            public_url=self.public_url,
+            max_body_size=self.max_body_size,
+            title=f"Execution Broker ({self.broker_name})",
+            log=self.log,
+        )
+
+    def _profile(self, platform: str) -> Profile:
+        return Profile(
+            name=self.broker_name,
+            platform=platform,
+            timezone=self.timezone,
+            offer_expiry=timedelta(seconds=self.offer_expiry),
+            max_offers=self.max_offers,
+            max_duration=timedelta(hours=self.max_duration_hours),
+        )
+
+    def _broker(self, engine: Engine) -> CoreService:
+        """A broker for one platform: its core over the ledger, and the reconciler."""
         platform_cls = load_platform(self.platform)
-        self.platform_obj = platform_cls(parent=self, log=self.log)
-        if isinstance(self.platform_obj, AggregatePlatform):
-            self._init_aggregator(engine, self.platform_obj)
-            return
-        if hasattr(self.platform_obj, "work_dir") and "work_dir" not in self.config.get(
+        platform = platform_cls(parent=self, log=self.log)
+        if hasattr(platform, "work_dir") and "work_dir" not in self.config.get(
             platform_cls.__name__, {}
         ):
-            self.platform_obj.work_dir = self.work_dir
-        capacity = self.platform_obj.capacity().base
+            platform.work_dir = self.work_dir
+        capacity = platform.capacity().base
         predictions = Predictions(parent=self, log=self.log)
         staging = DataStaging(
-            root=self.platform_obj.staging_dir(),
+            root=platform.staging_dir(),
             predictions=predictions,
-            platform_name=self.platform_obj.name,
+            platform_name=platform.name,
             parent=self,
             log=self.log,
         )
@@ -242,9 +262,9 @@ class EBBroker(Application):
             bandwidth_mbit=self.interactivity_bandwidth_mbit or None,
             latency_ms=self.interactivity_latency_ms or None,
         )
-        self.core = BrokerCore(
+        core = BrokerCore(
             ledger=Ledger(engine),
-            platform=self.platform_obj,
+            platform=platform,
             limits=limits,
             settings=Settings(
                 name=self.broker_name,
@@ -260,61 +280,36 @@ class EBBroker(Application):
             staging=staging,
             predictions=predictions,
         )
-        self.core.housekeeping()
-        self.core.load()
-        # The loaded timeline is long-lived: keep the cyclic GC from re-scanning it on every
-        # full collection (that was a 100+ ms pause at 100k bookings).
-        gc.collect()
-        gc.freeze()
-        self.reconciler = Reconciler(self.core, self.reconcile_interval)
-        self.core.platform.changed = self.reconciler.wake
-        self._init_web()
+        core.housekeeping()
+        core.load()
+        return CoreService(core, self._profile(platform.name), self.reconcile_interval)
 
-    def _init_aggregator(self, engine: Any, platform: AggregatePlatform) -> None:
-        """Aggregator mode: the same API, answered by the brokers below (docs/aggregator.md)."""
-        own = Capabilities(
-            name=self.broker_name,
-            platform=platform.name,
-            version=__version__,
-            executables=[],
-            max_compute={},
-            timezone=self.timezone,
-            offer_expiry=format_duration(timedelta(seconds=self.offer_expiry)),
-            max_offers=self.max_offers,
-            max_duration=format_duration(timedelta(hours=self.max_duration_hours)),
-            extensions=["jeb:starts", "jeb:accelerators", "jeb:route"],
-        )
-        policies = make_chain(self.policies, parent=self, log=self.log)
-        self.aggregator = AggregatorCore(
+    def _aggregator(self, engine: Engine) -> AggregatorService:
+        """An aggregator: the same API, answered by the brokers below (docs/aggregator.md).
+
+        Its settings are ``c.Aggregator.*``; a configuration with ``c.AggregatePlatform.*``
+        (the earlier name) is read through that class, which also reads ``c.Aggregator.*``.
+        """
+        config_cls = AggregatePlatform if self.config.get("AggregatePlatform") else Aggregator
+        config = config_cls(parent=self, log=self.log)
+        return AggregatorService(
             ledger=ProxyLedger(engine),
-            brokers=downstream_brokers(platform.brokers, os.environ),
+            brokers=config.downstream(),
             settings=AggregatorSettings(
                 name=self.broker_name,
-                deadline=platform.deadline,
-                failure_threshold=platform.failure_threshold,
-                cooldown=platform.cooldown,
-                capabilities_ttl=platform.capabilities_ttl,
                 max_offers=self.max_offers,
                 offer_expiry=timedelta(seconds=self.offer_expiry),
                 admin_users=frozenset(self.admin_users),
                 default_duration=timedelta(hours=self.default_duration_hours),
                 default_cores=self.default_cores,
                 default_memory_gib=self.default_memory_gib,
-                user_header=platform.user_header,
-                groups_header=platform.groups_header,
-                capabilities=Capabilities.model_validate(
-                    {**own.dump(), "policies": policies.names, "jeb:policies": policies.summaries()}
-                ),
             ),
-            policies=policies,
+            profile=self._profile(AGGREGATE),
+            patience=config.patience(),
+            policies=make_chain(self.policies, parent=self, log=self.log),
         )
-        self.core = self.aggregator  # type: ignore[assignment]  # the same methods, async
-        self.reconciler = Refresher(self.aggregator)  # type: ignore[assignment]
-        self._init_web()
 
-    def _init_web(self) -> None:
-        """Metrics, authenticators and the tornado application (brokers and aggregators)."""
-        self._init_metrics()
+    def _authenticators(self) -> list[Authenticator]:
         auth: list[Authenticator] = []
         for name in self.authenticators:
             if name not in AUTHENTICATORS:
@@ -322,164 +317,7 @@ class EBBroker(Application):
                     f"unknown authenticator {name!r}; choose from {list(AUTHENTICATORS)}"
                 )
             auth.append(AUTHENTICATORS[name](parent=self, log=self.log))
-        self.web_app = web.Application(
-            [*routes(self.base_url), (r".*", NotFoundHandler)],
-            eb_broker=self,
-            eb_authenticators=auth,
-            eb_max_body_size=self.max_body_size,
-            eb_base_url="/" + self.base_url.strip("/") if self.base_url.strip("/") else "",
-            eb_public_url=self.public_url,
-            default_handler_class=NotFoundHandler,
-            log_function=self._log_request,
-        )
-
-    # -- used by the handlers -----------------------------------------------------------------
-
-    def reconciler_wake(self) -> None:
-        self.reconciler.wake()
-
-    def offerset_wire(self, handler: BaseHandler, offerset: Any, rows: Any) -> Any:
-        timing = getattr(offerset, "server_timing", None)  # an aggregator's fan-out
-        if timing:
-            handler.set_header("Server-Timing", timing)
-        return offerset_wire(handler, offerset, rows)
-
-    def session_wire(self, handler: BaseHandler, row: Any) -> Any:
-        """A session (ledger row, or an aggregator's proxied one) as the wire model."""
-        url = handler.url_for(f"/sessions/{row.uuid}")
-        if self.aggregator is not None:
-            return self.aggregator.session_wire(url, row)
-        return session_to_wire(
-            view_of(row), url=url, platform=self.platform_obj.name, broker=self.core.settings.name
-        )
-
-    def capabilities(self) -> Any:
-        """``GET /capabilities`` (a coroutine in aggregator mode: it may ask the brokers)."""
-        if self.aggregator is not None:
-            return self.aggregator.capabilities()
-        limits = self.core.limits.max_resources
-        extra = dict(self.platform_obj.capabilities())
-        extensions = list(extra.pop("extensions", []))
-        return Capabilities(
-            name=self.broker_name,
-            platform=self.platform_obj.name,
-            version=__version__,
-            executables=self.platform_obj.executable_kinds(),
-            max_compute={
-                "cores": limits.cores,
-                "memory": limits.memory_gib,
-                "storage": limits.storage_gib,
-            },
-            accelerators={k: v for k, v in dict(limits.accelerators).items() if v},
-            timezone=self.timezone,
-            offer_expiry=format_duration(timedelta(seconds=self.offer_expiry)),
-            max_offers=self.max_offers,
-            max_duration=format_duration(timedelta(hours=self.max_duration_hours)),
-            policies=self.core.policies.names,
-            interactivity=self.interactivity_checked(),
-            extensions=[
-                "jeb:starts",
-                "jeb:accelerators",
-                "jeb:parameters",
-                "jeb:name",
-                *(["jeb:interactivity"] if self.interactivity_checked() else []),
-                *(["jeb:staging"] if self.core.staging and self.core.staging.available else []),
-                "jeb:prediction",
-                *extensions,
-            ],
-            **{"jeb:policies": self.core.policies.summaries()},
-            **(
-                {"jeb:staging": self.core.staging.capabilities()}
-                if self.core.staging and self.core.staging.available
-                else {}
-            ),
-            **extra,
-        )
-
-    def interactivity_checked(self) -> dict[str, float]:
-        """The network figures requests' ``jeb:interactivity`` is checked against."""
-        figures = {
-            "bandwidth": self.interactivity_bandwidth_mbit,
-            "latency": self.interactivity_latency_ms,
-        }
-        return {name: value for name, value in figures.items() if value}
-
-    def health(self) -> dict[str, Any]:
-        if self.aggregator is not None:
-            return self.aggregator.health()
-        return {
-            "status": "ok",
-            "version": __version__,
-            "platform": self.platform_obj.name,
-            "bookings": len(self.core.timeline),
-        }
-
-    def openapi(self, handler: BaseHandler) -> dict[str, Any]:
-        if not hasattr(self, "_openapi"):
-            self._openapi = build_openapi(
-                server_url=handler.url_for(""), title=f"Execution Broker ({self.broker_name})"
-            )
-        return self._openapi
-
-    # -- metrics --------------------------------------------------------------------------------
-
-    def _init_metrics(self) -> None:
-        self.registry = CollectorRegistry()
-        self.m_requests = Counter(
-            "eb_http_requests",
-            "HTTP requests",
-            ["method", "handler", "status"],
-            registry=self.registry,
-        )
-        self.m_latency = Histogram(
-            "eb_offer_seconds", "Time to compute and store an offer set", registry=self.registry
-        )
-        self.m_sessions = Gauge(
-            "eb_sessions", "Sessions by phase", ["phase"], registry=self.registry
-        )
-        self.m_bookings = Gauge(
-            "eb_timeline_entries", "Bookings and holds on the timeline", registry=self.registry
-        )
-        self.m_downstream = Gauge(
-            "eb_downstream_circuit",
-            "Aggregators: each broker's circuit (0 closed, 1 half-open, 2 open)",
-            ["broker"],
-            registry=self.registry,
-        )
-
-    def metrics_started(self, handler: BaseHandler) -> None:
-        pass
-
-    def metrics_finished(self, handler: BaseHandler) -> None:
-        self.m_requests.labels(
-            handler.request.method, type(handler).__name__, str(handler.get_status())
-        ).inc()
-
-    def observe_offer_latency(self, seconds: float) -> None:
-        self.m_latency.observe(seconds)
-
-    def update_gauges(self) -> None:
-        counts = self.core.ledger.count_by_phase()
-        for phase in Phase:
-            self.m_sessions.labels(phase.value).set(counts.get(phase.value, 0))
-        if self.aggregator is not None:
-            for item in self.aggregator.broker_status():
-                state = {"closed": 0, "half-open": 1, "open": 2}[item["state"]]
-                self.m_downstream.labels(item["name"]).set(state)
-            return
-        self.m_bookings.set(len(self.core.timeline))
-
-    def _log_request(self, handler: web.RequestHandler) -> None:
-        status = handler.get_status()
-        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-        self.log.log(
-            level,
-            "%d %s %s %.1fms",
-            status,
-            handler.request.method,
-            handler.request.uri,
-            1000 * handler.request.request_time(),
-        )
+        return auth
 
     # -- run ------------------------------------------------------------------------------------
 
@@ -487,6 +325,10 @@ class EBBroker(Application):
         if self.generate_config:
             self.write_default_config()
             return
+        # What was loaded (a broker's timeline) is long-lived: keep the cyclic GC from
+        # re-scanning it on every full collection (that was a 100+ ms pause at 100k bookings).
+        gc.collect()
+        gc.freeze()
         asyncio.run(self.serve())
 
     def write_default_config(self) -> None:
@@ -514,7 +356,7 @@ class EBBroker(Application):
             self.web_app, xheaders=True, max_body_size=DRAIN_FACTOR * self.max_body_size
         )
         server.listen(self.port, self.ip)
-        self.reconciler.start()
+        await self.service.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -522,7 +364,7 @@ class EBBroker(Application):
         self.log.info(
             "eb-broker %s: platform %s, ledger %s, listening on http://%s:%d%s",
             __version__,
-            self.platform_obj.name,
+            self.platform,
             self.db_url,
             self.ip,
             self.port,
@@ -531,12 +373,7 @@ class EBBroker(Application):
         await stop.wait()
         self.log.info("shutting down")
         server.stop()
-        await self.reconciler.stop()
-        runner = getattr(self.core, "staging_runner", None)
-        if runner is not None:
-            await runner.close()
-        await self.core.policies.close()
-        await self.platform_obj.close()
+        await self.service.close()
 
 
 EBBroker.classes = [
@@ -544,6 +381,7 @@ EBBroker.classes = [
     *AUTHENTICATORS.values(),
     *builtin_policy_classes(),
     *staging_classes(),
+    Aggregator,
 ]
 
 
@@ -554,6 +392,7 @@ def documented_classes() -> list[type[Any]]:
         *AUTHENTICATORS.values(),
         *builtin_policy_classes(),
         *staging_classes(),
+        Aggregator,
     ]
     for name in available_platforms():
         try:

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from eb_sdk.model import messages as msg
+
+from .errors import BrokerError
 from .ledger import SessionRow
 from .ledger.tables import TransferRow
 from .translate import staging_to_wire
@@ -155,8 +158,11 @@ def to_csv(records: Sequence[dict[str, Any]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-class ParquetUnavailable(Exception):
-    """pyarrow is not installed."""
+class ParquetUnavailable(BrokerError):
+    """pyarrow is not installed (HTTP 501: this broker cannot export Parquet)."""
+
+    kind = msg.NOT_SUPPORTED
+    status = 501
 
 
 def to_parquet(records: Sequence[dict[str, Any]]) -> bytes:

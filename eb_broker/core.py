@@ -20,6 +20,7 @@ from eb_sdk.model import messages as msg
 from eb_sdk.model.times import format_duration
 
 from .auth import Identity
+from .clock import utcnow
 from .ledger import (
     Booked,
     InvalidTransitionError,
@@ -40,6 +41,7 @@ from .scheduling import (
     CapacityPeriod,
     Demand,
     NoFit,
+    NoFitKind,
     Resources,
     Slot,
     Timeline,
@@ -51,10 +53,9 @@ from .scheduling.check import shortfall
 from .staging import DataStaging, Plan, StagingRunner
 from .translate import (
     Limits,
-    SessionView,
+    client_phase,
     request_to_demands,
     requested_duration,
-    utcnow,
     with_duration,
 )
 
@@ -641,42 +642,6 @@ class BrokerCore:
             self._set_capacity()
 
 
-def client_phase(value: str) -> Phase:
-    """The phase a client asks for in an update: ACCEPTED, REJECTED or CANCELLED only."""
-    try:
-        target = Phase.parse(value)
-    except ValueError:
-        raise InvalidTransitionError(f"{value!r} is not a session phase") from None
-    if target not in (Phase.ACCEPTED, Phase.REJECTED, Phase.CANCELLED):
-        raise InvalidTransitionError(
-            f"a client may set the phase to ACCEPTED, REJECTED or CANCELLED, not {target.value}"
-        )
-    return target
-
-
-def view_of(row: SessionRow) -> SessionView:
-    """The wire-independent view of a ledger row."""
-    return SessionView(
-        uuid=row.uuid,
-        phase=Phase(row.phase),
-        name=row.name,
-        created=row.created,
-        modified=row.modified,
-        expires=row.expires,
-        start=row.start,
-        end=row.end,
-        preparation=timedelta(seconds=row.preparation_s),
-        resources=row_resources(row),
-        request=row.request,
-        messages=row.messages or [],
-        connectors=row.connectors or [],
-        outputs=row.outputs or {},
-        estimate=dict(row.estimate) if row.estimate else None,
-        staging=dict(row.staging) if row.staging else None,
-        prediction=dict(row.prediction) if row.prediction else None,
-    )
-
-
 def accelerator_names(resources: Resources) -> list[str]:
     """The accelerator pools a platform has (names like ``gpu:A100``)."""
     return [name for name, count in dict(resources.accelerators).items() if count > 0]
@@ -710,13 +675,17 @@ def _best(slots: list[Slot], limit: int) -> list[Slot]:
     return list(unique.values())[:limit]
 
 
+#: The MessageItem kind of a scheduling reason: more than the platform has at all is a resource
+#: limit; every other reason is a lack of capacity (at the times asked for, or at all).
+_NO_FIT_KINDS = {NoFitKind.EXCEEDS_PLATFORM: msg.RESOURCE_LIMIT}
+
+
 def _no_fit_messages(fits: list[NoFit]) -> list[MessageItem]:
     out: list[MessageItem] = []
     earliest: Slot | None = None
     for nofit in fits:
         for reason in nofit.reasons:
-            kind = msg.RESOURCE_LIMIT if "exceeds" in reason else msg.NO_CAPACITY
-            out.append(msg.error(kind, reason))
+            out.append(msg.error(_NO_FIT_KINDS.get(reason.kind, msg.NO_CAPACITY), reason.text))
         if nofit.earliest and (earliest is None or nofit.earliest.start < earliest.start):
             earliest = nofit.earliest
     if earliest is not None:

@@ -18,6 +18,8 @@ from eb_sdk.model import (
     ExecutionRequest,
     MessageItem,
     MinMax,
+    OfferSetResponse,
+    OfferSetResult,
     Phase,
     RequestedScheduleBlock,
     RequestedScheduleItem,
@@ -32,6 +34,7 @@ from eb_sdk.model import (
 from eb_sdk.model import messages as msg
 from eb_sdk.model.times import Interval, format_instant
 
+from .ledger import InvalidTransitionError
 from .scheduling import Demand, Resources
 
 
@@ -315,6 +318,28 @@ class SessionView:
     prediction: dict[str, Any] | None = None
 
 
+def offerset_to_wire(
+    *,
+    uuid: str,
+    url: str,
+    created: datetime,
+    result: str,
+    messages: Sequence[dict[str, Any]],
+    offers: Sequence[ScheduledExecutionSession],
+) -> OfferSetResponse:
+    """The OfferSetResponse of a stored offer set (its offers already in their wire form)."""
+    return OfferSetResponse(
+        meta=ComponentMetadata(
+            uuid=uuid,
+            url=url,
+            created=created,
+            messages=[MessageItem.model_validate(m) for m in messages] or None,
+        ),
+        result=OfferSetResult(result),
+        offers=list(offers) or None,
+    )
+
+
 def session_to_wire(
     view: SessionView, *, url: str, platform: str, broker: str
 ) -> ScheduledExecutionSession:
@@ -439,6 +464,14 @@ def _instant(value: Any, default: datetime) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def utcnow() -> datetime:
-    """Now, aware, in UTC (one place so tests can reason about it)."""
-    return datetime.now(UTC)
+def client_phase(value: str) -> Phase:
+    """The phase a client asks for in an update: ACCEPTED, REJECTED or CANCELLED only."""
+    try:
+        target = Phase.parse(value)
+    except ValueError:
+        raise InvalidTransitionError(f"{value!r} is not a session phase") from None
+    if target not in (Phase.ACCEPTED, Phase.REJECTED, Phase.CANCELLED):
+        raise InvalidTransitionError(
+            f"a client may set the phase to ACCEPTED, REJECTED or CANCELLED, not {target.value}"
+        )
+    return target

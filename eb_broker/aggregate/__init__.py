@@ -1,17 +1,19 @@
 """Aggregators: the broker API over many brokers (``eb-broker --platform aggregate``).
 
-See :mod:`eb_broker.aggregate.core` for how requests fan out, and docs/aggregator.md.
+:class:`AggregatorService` answers the API (see :mod:`eb_broker.aggregate.service` for how
+requests fan out); :class:`Aggregator` is its configuration. See docs/aggregator.md.
 """
 
-from .core import AggregatorCore, AggregatorSettings, DownstreamError, Proxied, Refresher
-from .platform import AggregatePlatform, downstream_brokers
+from .config import AGGREGATE, AggregatePlatform, Aggregator, downstream_brokers
+from .downstream import DownstreamError
+from .service import AggregatorService, AggregatorSettings
 
 __all__ = [
+    "AGGREGATE",
     "AggregatePlatform",
-    "AggregatorCore",
+    "Aggregator",
+    "AggregatorService",
     "AggregatorSettings",
     "DownstreamError",
-    "Proxied",
-    "Refresher",
     "downstream_brokers",
 ]

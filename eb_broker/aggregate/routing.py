@@ -18,6 +18,7 @@ from eb_sdk.model import (
     Capabilities,
     ExecutionRequest,
     MessageItem,
+    Phase,
     ScheduledExecutionSession,
     SimpleComputeResource,
 )
@@ -43,6 +44,16 @@ PARTIAL = "jeb:partial"
 def namespace(aggregator: str) -> uuidlib.UUID:
     """The uuid namespace of one aggregator's ids."""
     return uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"urn:jeb:v1:aggregator:{aggregator}")
+
+
+def remote_ref(wire: ScheduledExecutionSession) -> str:
+    """How to address a downstream session: its URL, else its uuid."""
+    return (wire.meta.url if wire.meta and wire.meta.url else None) or str(wire.uuid)
+
+
+def phase_of(wire: ScheduledExecutionSession) -> str:
+    """A downstream session's phase (an offer without one is OFFERED)."""
+    return (wire.phase or Phase.OFFERED).value
 
 
 def proxy_uuid(space: uuidlib.UUID, broker: str, remote_uuid: str) -> str:

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from traitlets.config import LoggingConfigurable
 
+from eb_sdk.model import messages as msg
+
+from ..errors import BrokerError
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -18,8 +22,11 @@ class Identity:
     authorization: str | None = None
 
 
-class AuthError(Exception):
+class AuthError(BrokerError):
     """Credentials were presented but are not valid (HTTP 401)."""
+
+    kind = msg.UNAUTHORIZED
+    status = 401
 
 
 class Authenticator(LoggingConfigurable):

@@ -19,7 +19,9 @@ from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from eb_sdk.model import ACTIVE_PHASES, Phase
+from eb_sdk.model import messages as msg
 
+from ..errors import BrokerError
 from ..scheduling import Resources
 from .tables import EventRow, OfferSetRow, SessionRow
 
@@ -28,26 +30,30 @@ HOLDING = tuple(p.value for p in ACTIVE_PHASES)
 _ADVISORY_LOCK = 0x45_42_4C_44  # "EBLD"
 
 
-class LedgerError(Exception):
-    """Base of the ledger's refusals; ``kind`` is the MessageItem kind to report."""
+class LedgerError(BrokerError):
+    """Base of the ledger's refusals (HTTP 409 unless a subclass says otherwise)."""
 
-    kind = "urn:conflict"
+    kind = msg.CONFLICT
+    status = 409
 
 
 class NotFoundError(LedgerError):
-    kind = "urn:not-found"
+    """No such offer set or session, or not the caller's (HTTP 404: the same answer)."""
+
+    kind = msg.NOT_FOUND
+    status = 404
 
 
 class OfferExpiredError(LedgerError):
-    kind = "urn:offer-expired"
+    kind = msg.OFFER_EXPIRED
 
 
 class InvalidTransitionError(LedgerError):
-    kind = "urn:invalid-update"
+    kind = msg.INVALID_UPDATE
 
 
 class CapacityError(LedgerError):
-    kind = "urn:no-capacity"
+    kind = msg.NO_CAPACITY
 
 
 @dataclass(frozen=True)

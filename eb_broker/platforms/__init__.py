@@ -32,10 +32,7 @@ ENTRY_POINT_GROUP = "eb_broker.platforms"
 
 # The platforms shipped with the broker, so they are found in a source checkout that was not
 # installed (no entry point metadata). Installed entry points of the same name win.
-_BUILTIN = {
-    "local": "eb_broker.platforms.local:LocalPlatform",
-    "aggregate": "eb_broker.aggregate:AggregatePlatform",
-}
+_BUILTIN = {"local": "eb_broker.platforms.local:LocalPlatform"}
 
 __all__ = [
     "ENTRY_POINT_GROUP",

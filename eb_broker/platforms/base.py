@@ -35,7 +35,9 @@ from typing import Any, ClassVar
 from traitlets.config import LoggingConfigurable
 
 from eb_sdk.model import ExecutionRequest, MessageItem, SimpleSessionConnector
+from eb_sdk.model import messages as msg
 
+from ..errors import BrokerError
 from ..scheduling import Capacity, Demand, Resources
 
 #: Connector kind of a Jupyter server session (the same on every platform that runs one).
@@ -54,12 +56,15 @@ class PlatformState(enum.StrEnum):
     UNKNOWN = "UNKNOWN"  # the platform cannot be asked right now: leave the phase alone
 
 
-class PlatformUnavailable(Exception):
+class PlatformUnavailable(BrokerError):
     """The platform cannot be reached right now (e.g. slurmctld is down).
 
     Not a failure of the session: the reconciler leaves the session where it is and tries the
-    same step again on a later pass.
+    same step again on a later pass. Should one reach a client, it is HTTP 503.
     """
+
+    kind = msg.PLATFORM_UNAVAILABLE
+    status = 503
 
 
 class ReleaseLeftovers(Exception):

@@ -24,7 +24,7 @@ from eb_sdk.model import ExecutionRequest, MessageItem
 from eb_sdk.model import messages as msg
 
 from ..auth import Identity
-from ..ledger import LedgerError
+from ..errors import BrokerError
 from ..scheduling.allocations import Allocations
 
 #: Key of the everyone-entry in per-group settings (``{"*": ..., "students": ...}``).
@@ -114,7 +114,7 @@ class Decision:
         return self
 
 
-class PolicyDenied(LedgerError):
+class PolicyDenied(BrokerError):
     """A policy refuses an update (e.g. accepting one session too many): HTTP 403."""
 
     kind = msg.POLICY

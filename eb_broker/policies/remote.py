@@ -32,6 +32,7 @@ from eb_sdk.model import MessageItem
 from eb_sdk.model import messages as msg
 from eb_sdk.model.times import format_duration as iso_duration
 
+from ..errors import BrokerError
 from ..scheduling import format_duration
 from .base import Cap, Decision, Policy, PolicyQuery
 from .limits import RESOURCE_KEYS, parse_hours
@@ -41,8 +42,14 @@ from .shaping import allowed_pools
 PROTOCOL_VERSION = 1
 
 
-class PolicyServiceError(Exception):
-    """The policy service could not be asked, or its answer cannot be read."""
+class PolicyServiceError(BrokerError):
+    """The policy service could not be asked, or its answer cannot be read.
+
+    The policy turns it into a refusal or a note (``RemotePolicy.on_error``); should one
+    escape, it is the service's unavailability (HTTP 503)."""
+
+    kind = msg.POLICY
+    status = 503
 
 
 def parse_answer(data: Any) -> dict[str, Any]:

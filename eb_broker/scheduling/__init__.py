@@ -4,7 +4,7 @@ No I/O, no database, no HTTP and no wire-model imports: frozen dataclasses in, p
 dataclasses out, so the scheduling rules can be tested exhaustively and benchmarked alone.
 """
 
-from .offers import NoFit, Slot, find_slots
+from .offers import NoFit, NoFitKind, Reason, Slot, find_slots
 from .resources import (
     CORE_DIMENSIONS,
     AcceleratorCounts,
@@ -27,6 +27,8 @@ __all__ = [
     "CapacityPeriod",
     "Demand",
     "NoFit",
+    "NoFitKind",
+    "Reason",
     "Resources",
     "Slot",
     "TimeSpan",

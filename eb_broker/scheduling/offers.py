@@ -10,6 +10,7 @@ dimensions (see :mod:`.timeline`); :class:`Resources` objects are built only for
 
 from __future__ import annotations
 
+import enum
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from .resources import (
 )
 from .timeline import Timeline, from_us, to_us
 
-__all__ = ["NoFit", "Slot", "find_slots"]
+__all__ = ["NoFit", "NoFitKind", "Reason", "Slot", "find_slots"]
 
 _ONE_US = timedelta(microseconds=1)
 _NEG_INF = -(2**62)
@@ -49,14 +50,52 @@ class Slot:
     window_index: int | None
 
 
+class NoFitKind(enum.StrEnum):
+    """What kind of "nothing fits" a :class:`Reason` is (callers classify by this, never by
+    the text)."""
+
+    #: The minimum asked for is more than the platform has at all (in some dimension).
+    EXCEEDS_PLATFORM = "exceeds-platform"
+    #: The minimum fits the platform's capacity in no period within the horizon.
+    NEVER_FITS = "never-fits"
+    #: Other bookings leave no room within the horizon.
+    NO_CAPACITY = "no-capacity"
+    #: A requested window ends before the earliest possible start.
+    WINDOW_PAST = "window-past"
+    #: A requested window starts beyond the booking horizon.
+    WINDOW_BEYOND_HORIZON = "window-beyond-horizon"
+    #: The capacity in force during the windows is below the minimum (maintenance, a share).
+    WINDOW_CAPACITY = "window-capacity"
+    #: Other bookings leave no room in the requested windows.
+    WINDOW_BUSY = "window-busy"
+    #: Nothing fits outside the requested windows either (no earliest alternative).
+    NOTHING_LATER = "nothing-later"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason why nothing fits: its kind and the sentence a user reads."""
+
+    kind: NoFitKind
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
 @dataclass(frozen=True)
 class NoFit:
     """Why nothing could be offered, plus the earliest slot that would fit (ignoring the
     requested windows) within the horizon, if there is one — so the user gets a concrete
     alternative instead of a bare "no"."""
 
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]
     earliest: Slot | None
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        """The reasons' sentences."""
+        return tuple(r.text for r in self.reasons)
 
 
 def find_slots(
@@ -111,8 +150,12 @@ def find_slots(
             return slots
         return NoFit(
             (
-                f"no capacity for {demand.minimum.describe()} for "
-                f"{format_duration(demand.duration)} within the next {format_duration(horizon)}",
+                Reason(
+                    NoFitKind.NO_CAPACITY,
+                    f"no capacity for {demand.minimum.describe()} for "
+                    f"{format_duration(demand.duration)} within the next "
+                    f"{format_duration(horizon)}",
+                ),
             ),
             None,
         )
@@ -263,7 +306,7 @@ class _Search:
             s = self.align(self.blocked_until(s, s + self.duration))
         return None
 
-    def exceeds_capacity(self, lo: int, hi: int) -> tuple[str, ...] | None:
+    def exceeds_capacity(self, lo: int, hi: int) -> tuple[Reason, ...] | None:
         """Reasons if the minimum fits the *capacity* (ignoring usage) nowhere in ``[lo, hi)``."""
         if not self.need:
             return None
@@ -272,14 +315,20 @@ class _Search:
             return None
         best = [max(self.cap_vecs[i][j] for i in pieces) for j in range(len(self.names))]
         reasons = tuple(
-            f"the minimum {describe_dimension(self.names[j], self.low[j])} exceeds this "
-            f"platform's capacity of {describe_dimension(self.names[j], best[j])}"
+            Reason(
+                NoFitKind.EXCEEDS_PLATFORM,
+                f"the minimum {describe_dimension(self.names[j], self.low[j])} exceeds this "
+                f"platform's capacity of {describe_dimension(self.names[j], best[j])}",
+            )
             for j in self.need
             if self.low[j] > best[j]
         )
         return reasons or (
-            f"the minimum {self.demand.minimum.describe()} never fits this platform's capacity "
-            "within the booking horizon",
+            Reason(
+                NoFitKind.NEVER_FITS,
+                f"the minimum {self.demand.minimum.describe()} never fits this platform's "
+                "capacity within the booking horizon",
+            ),
         )
 
     def window_bounds(self, window: Window, horizon_end: int) -> tuple[int, int] | None:
@@ -374,7 +423,7 @@ def _no_fit_in_windows(
 ) -> NoFit:
     """Explain why none of the requested windows had a feasible start."""
     horizon_end = to_us(now) + horizon // _ONE_US
-    reasons: list[str] = []
+    reasons: list[Reason] = []
     usable = [w for w in windows if search.window_bounds(w, horizon_end) is not None]
     past = [
         w
@@ -394,8 +443,11 @@ def _no_fit_in_windows(
             else f"{len(past)} of the {len(windows)} requested windows end"
         )
         reasons.append(
-            f"{which} before the earliest possible start "
-            f"{from_us(search.earliest_exact).astimezone(search.tz).isoformat()} ({prep})"
+            Reason(
+                NoFitKind.WINDOW_PAST,
+                f"{which} before the earliest possible start "
+                f"{from_us(search.earliest_exact).astimezone(search.tz).isoformat()} ({prep})",
+            )
         )
     if beyond:
         which = (
@@ -404,8 +456,11 @@ def _no_fit_in_windows(
             else f"{len(beyond)} of the {len(windows)} requested windows start"
         )
         reasons.append(
-            f"{which} beyond the booking horizon of {format_duration(horizon)} "
-            f"({from_us(horizon_end).astimezone(search.tz).isoformat()})"
+            Reason(
+                NoFitKind.WINDOW_BEYOND_HORIZON,
+                f"{which} beyond the booking horizon of {format_duration(horizon)} "
+                f"({from_us(horizon_end).astimezone(search.tz).isoformat()})",
+            )
         )
     if usable:
         # Would the windows work on an empty platform? If not, the capacity itself (e.g. a
@@ -413,20 +468,29 @@ def _no_fit_in_windows(
         empty = _Search(capacity, Timeline(), demand, now, timedelta(microseconds=search.gran))
         if not any(empty.window_candidates(w, step, horizon_end) for w in usable):
             reasons.append(
-                f"the platform's capacity during the requested window(s) is below the minimum "
-                f"{demand.minimum.describe()} for {format_duration(demand.duration)} "
-                "(maintenance or a reduced share)"
+                Reason(
+                    NoFitKind.WINDOW_CAPACITY,
+                    f"the platform's capacity during the requested window(s) is below the "
+                    f"minimum {demand.minimum.describe()} for {format_duration(demand.duration)}"
+                    " (maintenance or a reduced share)",
+                )
             )
         else:
             reasons.append(
-                f"no capacity for {demand.minimum.describe()} for "
-                f"{format_duration(demand.duration)} in the requested window(s)"
+                Reason(
+                    NoFitKind.WINDOW_BUSY,
+                    f"no capacity for {demand.minimum.describe()} for "
+                    f"{format_duration(demand.duration)} in the requested window(s)",
+                )
             )
     found = search.earliest(search.align(search.earliest_exact), horizon_end)
     earliest = None if found is None else search.slot(found[0], found[1], None)
     if earliest is None:
         reasons.append(
-            f"nothing fits within the next {format_duration(horizon)} outside the requested "
-            "window(s) either"
+            Reason(
+                NoFitKind.NOTHING_LATER,
+                f"nothing fits within the next {format_duration(horizon)} outside the requested "
+                "window(s) either",
+            )
         )
     return NoFit(tuple(reasons), earliest)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -10,27 +9,21 @@ from urllib.parse import urlencode
 from eb_sdk.model import messages as msg
 from eb_sdk.model.times import parse_instant
 
-from ..archive import ParquetUnavailable, detailed, record, to_csv, to_parquet
 from ..ledger.archive import ArchiveFilter
+from ..service import ARCHIVE_FORMATS, ArchiveQuery
+from .base import BaseHandler, phases_argument
 from .errors import ApiError
-from .handlers import BaseHandler, phases_argument
 
 #: Most records per page as JSON, and per export (CSV, Parquet).
 MAX_PAGE = 1000
 MAX_EXPORT = 100_000
-FORMATS = ("json", "csv", "parquet")
 _MEDIA = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 
 
 class ArchiveHandler(BaseHandler):
     async def get(self) -> None:
         identity = self.require_identity()
-        archive_page = getattr(self.broker.core, "archive_page", None)
-        if archive_page is None:
-            raise ApiError(
-                404, msg.NOT_FOUND, "an aggregator keeps no archive: ask the brokers below it"
-            )
-        fmt = self._choice("format", FORMATS, "json")
+        fmt = self._choice("format", ARCHIVE_FORMATS, "json")
         limit = self._integer("limit", 100 if fmt == "json" else MAX_EXPORT, 1, MAX_EXPORT)
         if fmt == "json" and limit > MAX_PAGE:
             raise ApiError(400, msg.INVALID_REQUEST, f"limit: at most {MAX_PAGE} as JSON")
@@ -43,33 +36,24 @@ class ArchiveHandler(BaseHandler):
             offset=self._integer("offset", 0, 0, 10**9),
         )
         user = self.get_argument("user", None) or None
-        archive = self.broker.core.archive
-
-        def build() -> tuple[int, Any]:
-            """Read and render (in a thread: a large export must not stall the broker)."""
-            rows, total = archive_page(identity, where, user)
-            transfers = archive.transfers_of([row.uuid for row in rows])
-            if fmt == "json":
-                return total, [detailed(row, transfers.get(row.uuid, ())) for row in rows]
-            flat = [record(row, transfers.get(row.uuid, ())) for row in rows]
-            return total, to_csv(flat) if fmt == "csv" else to_parquet(flat)
-
-        try:
-            total, body = await asyncio.to_thread(build)
-        except ParquetUnavailable as exc:
-            raise ApiError(501, msg.NOT_SUPPORTED, str(exc)) from None
+        page = await self.service.archive(identity, ArchiveQuery(where, user, fmt))
         if fmt != "json":
             self.set_header("Content-Type", _MEDIA[fmt])
             self.set_header("Content-Disposition", f'attachment; filename="eb-archive.{fmt}"')
-            self.set_header("X-Total-Count", str(total))
-            self.finish(body)
+            self.set_header("X-Total-Count", str(page.total))
+            self.finish(page.data)
             return
-        page = {"total": total, "offset": where.offset, "limit": where.limit, "items": body}
-        if where.offset + len(body) < total:
+        body: dict[str, Any] = {
+            "total": page.total,
+            "offset": where.offset,
+            "limit": where.limit,
+            "items": page.items,
+        }
+        if where.offset + len(page.items) < page.total:
             query = {k: self.get_argument(k) for k in self.request.arguments if k != "offset"}
-            query["offset"] = str(where.offset + len(body))
-            page["next"] = self.url_for("/archive") + "?" + urlencode(query)
-        self.respond(page)
+            query["offset"] = str(where.offset + len(page.items))
+            body["next"] = self.url_for("/archive") + "?" + urlencode(query)
+        self.respond(body)
 
     # -- query parameters ---------------------------------------------------------------------
 

@@ -1,4 +1,9 @@
-"""HTTP errors with an IVOA MessageItem body."""
+"""HTTP errors of the web layer itself (a body that cannot be read, an unknown endpoint).
+
+:class:`ApiError` is a :class:`~eb_broker.errors.BrokerError` like every other refusal, so the
+handlers answer all of them in one place (:meth:`eb_broker.web.base.BaseHandler.
+_handle_request_exception`) with the status and a MessageItem body.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,12 @@ from typing import Any
 from eb_sdk.model import MessageItem
 from eb_sdk.model import messages as msg
 
+from ..errors import BrokerError
 
-class ApiError(Exception):
-    """An error to answer with ``status`` and a MessageItem body."""
+
+class ApiError(BrokerError):
+    """An error to answer with ``status`` and a MessageItem of ``kind`` (``details`` become its
+    ``jeb:details``)."""
 
     def __init__(
         self,
@@ -19,13 +27,7 @@ class ApiError(Exception):
         details: list[MessageItem] | None = None,
         **values: Any,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.item = msg.error(kind, message, **values)
-        if details:
-            self.item = MessageItem.model_validate(
-                {**self.item.dump(), "jeb:details": [d.dump() for d in details]}
-            )
+        super().__init__(message, kind=kind, status=status, details=details or (), **values)
 
 
 def validation_details(exc: Any) -> list[MessageItem]:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from eb_broker.aggregate.breaker import CircuitBreaker, State
-from eb_broker.aggregate.platform import downstream_brokers
+from eb_broker.aggregate.config import downstream_brokers
 from eb_broker.aggregate.routing import (
     Candidate,
     choose,

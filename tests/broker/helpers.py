@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from eb_broker.clock import utcnow
 from eb_broker.platforms.base import SessionSpec
 from eb_broker.scheduling import Resources
-from eb_broker.translate import utcnow
 from eb_sdk.model import IVOA_KIND_BASE as K
 from eb_sdk.model import ExecutionRequest
 

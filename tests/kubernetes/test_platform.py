@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from eb_broker.clock import utcnow
 from eb_broker.platforms.base import PlatformState, PlatformUnavailable, SessionSpec
 from eb_broker.platforms.kubernetes import KubernetesPlatform
 from eb_broker.scheduling import Resources
-from eb_broker.translate import utcnow
 from eb_sdk.model import ExecutionRequest
 from tests.broker.helpers import COMPUTE, SERVER
 from tests.fixtures.kubernetes import TOKEN

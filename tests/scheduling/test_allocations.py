@@ -56,7 +56,7 @@ def test_the_seeds_example_local_users_can_use_all_1000() -> None:
     assert offer(timeline, NATIONAL, 1) == 0
     message = find_slots(SEEDS.capacity(SITE), Timeline(), SEEDS.demand(demand(600), NATIONAL), NOW)
     assert isinstance(message, NoFit)
-    assert message.reasons == (
+    assert message.texts == (
         "the minimum 600 cores in the national allocation exceeds this platform's capacity of "
         "500 cores in the national allocation",
     )

@@ -13,6 +13,7 @@ from eb_broker.scheduling import (
     CapacityPeriod,
     Demand,
     NoFit,
+    NoFitKind,
     Resources,
     Slot,
     Timeline,
@@ -126,10 +127,10 @@ def test_zero_width_window_means_exactly_then() -> None:
 def test_zero_width_window_in_the_past_is_no_fit() -> None:
     d = demand(cores(2), windows=(Window(at(9), at(9)),), preparation=timedelta(minutes=10))
     result = no_fit(find_slots(CAP, Timeline(), d, at(8, 55)))
-    assert result.reasons[0].startswith(
+    assert result.texts[0].startswith(
         "the requested window ends before the earliest possible start 2025-01-06T09:05:00"
     )
-    assert "(now + 10 min preparation)" in result.reasons[0]
+    assert "(now + 10 min preparation)" in result.texts[0]
     assert result.earliest is not None
     assert result.earliest.start == at(9, 5)
     assert result.earliest.window_index is None
@@ -378,7 +379,8 @@ def test_as_soon_as_possible_with_nothing_in_the_horizon() -> None:
     tl = Timeline()
     tl.add("full", at(0), at(0, day=30), cores(8))
     result = no_fit(find_slots(CAP, tl, demand(cores(2), duration=2 * H), at(8)))
-    assert result.reasons == ("no capacity for 2 cores for 2 h within the next 14 days",)
+    assert result.texts == ("no capacity for 2 cores for 2 h within the next 14 days",)
+    assert [r.kind for r in result.reasons] == [NoFitKind.NO_CAPACITY]
     assert result.earliest is None
 
 
@@ -388,17 +390,18 @@ def test_as_soon_as_possible_with_nothing_in_the_horizon() -> None:
 def test_minimum_above_capacity() -> None:
     cap = Capacity(Resources(cores=4, memory_gib=32))
     result = no_fit(find_slots(cap, Timeline(), demand(cores(8, 64)), NOW))
-    assert result.reasons == (
+    assert result.texts == (
         "the minimum 8 cores exceeds this platform's capacity of 4 cores",
         "the minimum 64 GiB memory exceeds this platform's capacity of 32 GiB memory",
     )
+    assert {r.kind for r in result.reasons} == {NoFitKind.EXCEEDS_PLATFORM}
     assert result.earliest is None
 
 
 def test_minimum_needs_an_accelerator_the_platform_lacks() -> None:
     d = demand(Resources(cores=1, accelerators={"gpu:H100": 1}), windows=(Window(at(9), at(10)),))
     result = no_fit(find_slots(CAP, Timeline(), d, NOW))
-    assert result.reasons == (
+    assert result.texts == (
         "the minimum 1 gpu:H100 exceeds this platform's capacity of 0 gpu:H100",
     )
 
@@ -409,14 +412,15 @@ def test_no_capacity_in_the_window_offers_the_earliest_slot_outside() -> None:
     tl.add("x", at(9), at(14), cores(4))
     d = demand(cores(2, 4), duration=2 * H, windows=(Window(at(9), at(12)),))
     result = no_fit(find_slots(cap, tl, d, at(8)))
-    assert result.reasons == ("no capacity for 2 cores, 4 GiB for 2 h in the requested window(s)",)
+    assert result.texts == ("no capacity for 2 cores, 4 GiB for 2 h in the requested window(s)",)
+    assert [r.kind for r in result.reasons] == [NoFitKind.WINDOW_BUSY]
     assert result.earliest == Slot(at(14), at(16), cores(2, 4), None)
 
 
 def test_window_beyond_the_horizon() -> None:
     d = demand(cores(2), windows=(Window(at(9, day=30), at(12, day=30)),))
     result = no_fit(find_slots(CAP, Timeline(), d, NOW))
-    assert result.reasons[0].startswith(
+    assert result.texts[0].startswith(
         "the requested window starts beyond the booking horizon of 14 days"
     )
     assert result.earliest is not None
@@ -426,9 +430,11 @@ def test_window_beyond_the_horizon() -> None:
 def test_several_windows_past_and_beyond() -> None:
     windows = (Window(at(9), at(10)), Window(at(9, day=30), at(10, day=30)))
     result = no_fit(find_slots(CAP, Timeline(), demand(cores(2), windows=windows), at(11)))
-    assert len(result.reasons) == 2
-    assert result.reasons[0].startswith("1 of the 2 requested windows end before")
-    assert result.reasons[1].startswith("1 of the 2 requested windows start beyond")
+    assert len(result.texts) == 2
+    assert result.texts[0].startswith("1 of the 2 requested windows end before")
+    assert result.texts[1].startswith("1 of the 2 requested windows start beyond")
+    kinds = [r.kind for r in result.reasons]
+    assert kinds == [NoFitKind.WINDOW_PAST, NoFitKind.WINDOW_BEYOND_HORIZON]
 
 
 def test_nothing_fits_anywhere_in_the_horizon() -> None:
@@ -437,9 +443,10 @@ def test_nothing_fits_anywhere_in_the_horizon() -> None:
     d = demand(cores(2), windows=(Window(at(9), at(12)),))
     result = no_fit(find_slots(CAP, tl, d, NOW))
     assert result.earliest is None
-    assert result.reasons[-1] == (
+    assert result.texts[-1] == (
         "nothing fits within the next 14 days outside the requested window(s) either"
     )
+    assert result.reasons[-1].kind == NoFitKind.NOTHING_LATER
 
 
 # -- rule 7: capacity periods ----------------------------------------------------------------------
@@ -470,8 +477,9 @@ def test_maintenance_covering_the_window_is_named_as_the_reason() -> None:
     cap = Capacity(Resources(cores=8, memory_gib=32), (maintenance,))
     d = demand(cores(2), duration=H, windows=(Window(at(9), at(12)),))
     result = no_fit(find_slots(cap, Timeline(), d, at(8)))
-    assert len(result.reasons) == 1
-    assert "maintenance" in result.reasons[0]
+    assert len(result.texts) == 1
+    assert "maintenance" in result.texts[0]
+    assert result.reasons[0].kind == NoFitKind.WINDOW_CAPACITY
     assert result.earliest == Slot(at(8), at(9), cores(2), None)
 
 
@@ -634,7 +642,7 @@ def test_booking_the_first_offer_never_overbooks(
             capacity, tl, d, PNOW, max_offers=max_offers, granularity=GRAN, horizon=horizon
         )
         if isinstance(result, NoFit):
-            assert result.reasons
+            assert result.texts
             if result.earliest is not None:
                 check_slot_rules(capacity, tl, d, result.earliest, PNOW)
             continue

@@ -29,9 +29,9 @@ from eb_sdk.model import messages as msg
 from eb_sdk.model.kinds import kind_label
 from eb_sdk.model.sessions import ConnectorStatus
 
+from ...clock import utcnow
 from ...scheduling import Capacity, Resources
 from ...staging.objects import StagingError, mount_for, resource_name
-from ...translate import utcnow
 from .._availability import TracksAvailability
 from .._probes import HttpProbe, jupyter_probe_url
 from ..base import (

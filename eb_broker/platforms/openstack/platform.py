@@ -37,9 +37,9 @@ from eb_sdk.model.executables import USER_DATA_LIMIT
 from eb_sdk.model.kinds import kind_label
 from eb_sdk.model.sessions import ConnectorStatus
 
+from ...clock import utcnow
 from ...scheduling import Capacity, Demand, Resources
 from ...staging.mounts import staged_env
-from ...translate import utcnow
 from .._api_objects import KIND_CONTAINER, KIND_NOTEBOOK, KIND_SERVER
 from .._availability import TracksAvailability
 from .._probes import HttpProbe, jupyter_probe_url

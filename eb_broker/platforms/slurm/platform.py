@@ -49,8 +49,8 @@ from eb_sdk.model import (
 from eb_sdk.model import messages as msg
 from eb_sdk.model.kinds import kind_label
 
+from ...clock import utcnow
 from ...scheduling import Capacity, Demand, Resources, Timeline
-from ...translate import utcnow
 from .. import local_runner as rn
 from .._availability import TracksAvailability
 from ..base import EstimatedSlot, Platform, PlatformState, PlatformStatus, SessionSpec

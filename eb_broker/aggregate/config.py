@@ -1,33 +1,34 @@
-"""``--platform aggregate``: the configuration of an aggregator (its downstream brokers).
+"""The configuration of an aggregator (``eb-broker --platform aggregate``, ``eb-aggregator``).
 
-An aggregator runs no sessions itself; this class is where its settings live
-(``c.AggregatePlatform.brokers = [...]``) and the marker that switches ``eb-broker`` into
-aggregator mode. See docs/aggregator.md.
+An aggregator runs no sessions itself: it is not a platform. :class:`Aggregator` holds its
+settings (``c.Aggregator.brokers = [...]``); ``c.AggregatePlatform.*``, the name of earlier
+releases, still works (:class:`AggregatePlatform`). See docs/aggregator.md.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import Any
 
 from traitlets import Dict, Float, Int, List, TraitError, Unicode, validate
+from traitlets.config import LoggingConfigurable
 
 from eb_sdk._config import Broker
 from eb_sdk._errors import ConfigError
 
 from ..configuration import config_entries
-from ..platforms.base import Platform
-from ..scheduling import Capacity, Resources
+from .downstream import Patience
+
+#: The ``EBBroker.platform`` that makes ``eb-broker`` an aggregator.
+AGGREGATE = "aggregate"
 
 #: How a downstream broker learns who the user is.
 IDENTITY_MODES = ("pass-through", "service")
 _BROKER_KEYS = {"name", "url", "identity", "token", "token_env"}
 
 
-class AggregatePlatform(Platform):
+class Aggregator(LoggingConfigurable):
     """Settings of an aggregator: which brokers it asks, and how patiently."""
-
-    name: ClassVar[str] = "aggregate"
 
     brokers = List(
         Dict(),
@@ -69,14 +70,29 @@ class AggregatePlatform(Platform):
         try:
             downstream_brokers(value, os.environ)
         except (ConfigError, ValueError) as exc:
-            raise TraitError(f"AggregatePlatform.brokers: {exc}") from None
+            raise TraitError(f"{type(self).__name__}.brokers: {exc}") from None
         return value
 
-    def capacity(self) -> Capacity:
-        return Capacity(Resources())
+    def downstream(self) -> list[tuple[Broker, str]]:
+        """The configured brokers with their identity modes."""
+        return downstream_brokers(self.brokers, os.environ)
 
-    def executable_kinds(self) -> list[str]:
-        return []
+    def patience(self) -> Patience:
+        """Deadlines, circuits and identity headers for the calls to the brokers below."""
+        return Patience(
+            deadline=self.deadline,
+            failure_threshold=self.failure_threshold,
+            cooldown=self.cooldown,
+            capabilities_ttl=self.capabilities_ttl,
+            user_header=self.user_header,
+            groups_header=self.groups_header,
+        )
+
+
+class AggregatePlatform(Aggregator):
+    """The earlier name of :class:`Aggregator`'s settings: ``c.AggregatePlatform.brokers``
+    and friends still configure an aggregator (and win over ``c.Aggregator.*``). Not a
+    platform: an aggregator runs no sessions."""
 
 
 def downstream_brokers(
